@@ -1,0 +1,1 @@
+"""analytics: the read model of every event — KPIs, satisfaction surveys, and the live SLA-breach feed."""

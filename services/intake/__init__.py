@@ -1,0 +1,1 @@
+"""intake: customer profiles, purchases and warranty, every inbound contact, verification, classification."""

@@ -1,0 +1,30 @@
+"""intake as an app: `create_app()`."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import shared.contracts  # noqa: F401  (registers the event catalogue)
+from services.intake.api import router
+from services.intake.models import metadata
+from shared.app import create_service_app
+from shared.runtime import ServiceDefinition
+
+DEFINITION = ServiceDefinition(
+    name="intake",
+    title="Kefu intake",
+    description=(
+        "Where every customer arrives: customer profiles (客户档案), purchases and warranty, every inbound "
+        "contact from phone, e-mail, chat, web, social media and walk-ins, identity verification and "
+        "classification. Publishes `intake.*` events."
+    ),
+    routers=[router],
+    metadata=metadata,
+    migrations_dir=Path(__file__).parent / "migrations",
+    path_prefixes=("customers", "contacts"),
+)
+
+
+# `create_app(settings=None, *, transport=None, clock=None)`
+create_app = partial(create_service_app, DEFINITION)

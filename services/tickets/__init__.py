@@ -1,0 +1,1 @@
+"""tickets: complaint, repair and inquiry tickets, their lifecycle, and the SLA engine."""

@@ -1,0 +1,6 @@
+"""Alembic environment for tickets."""
+
+from services.tickets.models import metadata
+from shared.migrations import run_env
+
+run_env(metadata)

@@ -1,0 +1,113 @@
+"""Builds a service's FastAPI app: routers, problem errors, auth, health, metrics, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.bus.base import Transport
+from shared.clock import Clock
+from shared.errors import install_problem_handlers, problem_response
+from shared.limits import BodySizeLimitMiddleware
+from shared.observability import RequestContextMiddleware
+from shared.outbox import Outbox
+from shared.runtime import Runtime, ServiceDefinition
+from shared.settings import ServiceSettings
+
+
+def create_service_app(
+    definition: ServiceDefinition,
+    settings: ServiceSettings | None = None,
+    *,
+    transport: Transport | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    settings = settings or ServiceSettings.for_service(definition.name)
+    runtime = Runtime(definition, settings, transport=transport, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title=definition.title,
+        description=definition.description,
+        version=definition.version,
+        lifespan=lifespan,
+        openapi_tags=[{"name": "operations", "description": "Health, readiness and metrics."}],
+    )
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, service=definition.name)
+    for router in definition.routers:
+        app.include_router(router)
+    _add_operations_routes(app, runtime)
+    return app
+
+
+def _add_operations_routes(app: FastAPI, runtime: Runtime) -> None:
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok", "service": runtime.name}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness", responses={503: {"description": "Not ready"}})
+    async def readyz() -> Any:
+        """The database and the broker answer."""
+        checks = {"database": "ok", "broker": "ok"}
+        try:
+            await runtime.db.ping()
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        if not runtime.transport.is_connected:
+            checks["broker"] = "unreachable"
+        if all(v == "ok" for v in checks.values()):
+            return {"status": "ready", "service": runtime.name, "checks": checks}
+        return problem_response(503, detail="A dependency is unreachable.", slug="not-ready", checks=checks)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus text exposition."""
+        try:
+            await runtime.refresh_gauges()
+        except Exception:  # metrics must still answer when the database does not
+            pass
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed after the handler returns, rolled back if it raises."""
+    async with get_runtime(request).db.transaction() as session:
+        yield session
+
+
+def _outbox(request: Request) -> Outbox:
+    return get_runtime(request).outbox
+
+
+def _clock(request: Request) -> Clock:
+    return get_runtime(request).clock
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+OutboxDep = Annotated[Outbox, Depends(_outbox)]
+ClockDep = Annotated[Clock, Depends(_clock)]
+
+__all__ = ["ClockDep", "JSONResponse", "OutboxDep", "RuntimeDep", "SessionDep", "create_service_app"]

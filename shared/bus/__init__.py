@@ -1,0 +1,6 @@
+"""The event bus: one transport interface, two implementations (AMQP and in-process)."""
+
+from shared.bus.base import Delivery, Outcome, OutgoingMessage, PublishFailed, Transport
+from shared.bus.topics import topic_matches
+
+__all__ = ["Delivery", "OutgoingMessage", "Outcome", "PublishFailed", "Transport", "topic_matches"]

@@ -1,0 +1,308 @@
+"""AMQP transport on RabbitMQ (aio-pika): confirmed publishing, quorum queues, retry queues, dead letters.
+
+Topology per consuming service `S` (prefix `kefu`):
+- `kefu.S`            quorum queue bound to the `kefu.events` topic exchange for what S consumes;
+- `kefu.S.retry.<n>`  quorum queues with a fixed TTL each, dead-lettering back into `kefu.S` — one queue per
+                      backoff step, because a per-message TTL only expires at the head of a queue;
+- `kefu.S.dead`       quorum queue of messages that will not be handled, each with `x-kefu-reason`.
+A message is acked only after its retry or dead-letter copy is confirmed, so a crash in between
+redelivers it instead of losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from shared.bus.base import DeadLetter, Delivery, DeliveryHandler, Outcome, OutcomeKind, OutgoingMessage, PublishFailed
+
+log = logging.getLogger("kefu.bus.amqp")
+
+ATTEMPT_HEADER = "x-kefu-attempt"
+REASON_HEADER = "x-kefu-reason"
+LAST_ERROR_HEADER = "x-kefu-last-error"
+ROUTING_KEY_HEADER = "x-kefu-routing-key"
+QUORUM = {"x-queue-type": "quorum"}
+
+
+class AmqpTransport:
+    def __init__(
+        self,
+        url: str,
+        *,
+        exchange: str = "kefu.events",
+        queue_prefix: str = "kefu",
+        prefetch: int = 64,
+        concurrency: int = 16,
+        retry_delays_ms: Sequence[int] = (1_000, 10_000, 60_000),
+        publish_timeout: float = 10.0,
+        connection_name: str = "kefu",
+    ) -> None:
+        self.url = url
+        self.exchange_name = exchange
+        self.queue_prefix = queue_prefix
+        self.prefetch = prefetch
+        self.concurrency = concurrency
+        self.retry_delays_ms = list(retry_delays_ms)
+        self.publish_timeout = publish_timeout
+        self.connection_name = connection_name
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._consume_channels: list[AbstractChannel] = []
+
+    def queue_name(self, service: str, suffix: str = "") -> str:
+        return f"{self.queue_prefix}.{service}{suffix}"
+
+    async def connect(self) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self.url, client_properties={"connection_name": self.connection_name}, timeout=10
+        )
+        self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._exchange = await self._publish_channel.declare_exchange(
+            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = None
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed and self._connection.connected.is_set()
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        if self._exchange is None or not self.is_connected:
+            raise PublishFailed({m.id for m in messages}, "not connected to the broker")
+        exchange = self._exchange
+        results = await asyncio.gather(
+            *(
+                asyncio.wait_for(
+                    exchange.publish(_to_amqp(m), routing_key=m.routing_key, mandatory=True),
+                    self.publish_timeout,
+                )
+                for m in messages
+            ),
+            return_exceptions=True,
+        )
+        failed = {m.id: r for m, r in zip(messages, results, strict=True) if isinstance(r, BaseException)}
+        if failed:
+            first = next(iter(failed.values()))
+            reason = _describe_publish_error(first)
+            raise PublishFailed(set(failed), reason)
+
+    async def _declare(self, channel: AbstractChannel, service: str, routing_keys: Sequence[str]) -> AbstractQueue:
+        exchange = await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+        main = self.queue_name(service)
+        queue = await channel.declare_queue(main, durable=True, arguments=QUORUM)
+        for key in routing_keys:
+            await queue.bind(exchange, routing_key=key)
+        for step, delay in enumerate(self.retry_delays_ms, start=1):
+            await channel.declare_queue(
+                self.queue_name(service, f".retry.{step}"),
+                durable=True,
+                arguments={
+                    **QUORUM,
+                    "x-message-ttl": delay,
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": main,
+                    # At-least-once dead-lettering: the expired copy cannot vanish on the way back.
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                },
+            )
+        await channel.declare_queue(self.queue_name(service, ".dead"), durable=True, arguments=QUORUM)
+        return queue
+
+    async def consume(self, service: str, routing_keys: Sequence[str], handler: DeliveryHandler) -> None:
+        if self._connection is None:
+            raise RuntimeError("connect() first")
+        channel = await self._connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=self.prefetch)
+        self._consume_channels.append(channel)
+        queue = await self._declare(channel, service, routing_keys)
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            async with limit:
+                await self._handle(channel, service, message, handler)
+
+        await queue.consume(on_message)
+
+    async def _handle(
+        self, channel: AbstractChannel, service: str, message: AbstractIncomingMessage, handler: DeliveryHandler
+    ) -> None:
+        headers = dict(message.headers or {})
+        attempt = int(headers.get(ATTEMPT_HEADER, 1) or 1)
+        routing_key = str(headers.get(ROUTING_KEY_HEADER) or message.routing_key or "")
+        delivery = Delivery(
+            body=message.body,
+            routing_key=routing_key,
+            headers=headers,
+            content_type=message.content_type,
+            message_id=message.message_id,
+            attempt=attempt,
+        )
+        try:
+            outcome = await handler(delivery)
+        except Exception as exc:
+            log.exception("consumer pipeline failed")
+            outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
+        try:
+            if outcome.kind is OutcomeKind.RETRY and attempt <= len(self.retry_delays_ms):
+                await self._forward(channel, message, self.queue_name(service, f".retry.{attempt}"), {
+                    ATTEMPT_HEADER: attempt + 1,
+                    LAST_ERROR_HEADER: outcome.reason[:1000],
+                    ROUTING_KEY_HEADER: routing_key,
+                })
+            elif outcome.kind in (OutcomeKind.RETRY, OutcomeKind.DEAD):
+                reason = outcome.reason
+                if outcome.kind is OutcomeKind.RETRY:
+                    reason = f"gave up after {attempt} attempts: {reason}"
+                await self._forward(channel, message, self.queue_name(service, ".dead"), {
+                    ATTEMPT_HEADER: attempt,
+                    REASON_HEADER: reason[:2000],
+                    ROUTING_KEY_HEADER: routing_key,
+                    "x-kefu-dead-at": datetime.now(UTC).isoformat(),
+                })
+                log.warning("dead-lettered %s: %s", message.message_id, reason)
+            await message.ack()
+        except Exception:
+            # The copy was not confirmed (or the channel died): leave the original to be redelivered.
+            log.exception("could not settle message %s; it will be redelivered", message.message_id)
+            if not channel.is_closed:
+                await message.nack(requeue=True)
+
+    async def _forward(
+        self, channel: AbstractChannel, message: AbstractIncomingMessage, queue: str, extra: dict[str, Any]
+    ) -> None:
+        copy = aio_pika.Message(
+            body=message.body,
+            headers={**(message.headers or {}), **extra},
+            content_type=message.content_type,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            type=message.type,
+            timestamp=message.timestamp,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await channel.default_exchange.publish(copy, routing_key=queue, mandatory=True)
+
+    async def dead_letters(self, service: str, *, remove: bool = False) -> list[DeadLetter]:
+        if self._connection is None:
+            raise RuntimeError("connect() first")
+        letters: list[DeadLetter] = []
+        async with self._connection.channel() as channel:
+            queue = await channel.declare_queue(self.queue_name(service, ".dead"), durable=True, arguments=QUORUM)
+            held: list[AbstractIncomingMessage] = []
+            while (message := await queue.get(no_ack=False, fail=False)) is not None:
+                headers = dict(message.headers or {})
+                letters.append(
+                    DeadLetter(
+                        message_id=message.message_id,
+                        routing_key=str(headers.get(ROUTING_KEY_HEADER, message.routing_key or "")),
+                        reason=str(headers.get(REASON_HEADER, "")),
+                        attempts=int(headers.get(ATTEMPT_HEADER, 1) or 1),
+                        body=message.body,
+                    )
+                )
+                held.append(message)
+            for message in held:
+                if remove:
+                    await message.ack()
+                else:
+                    await message.nack(requeue=True)
+        return letters
+
+    async def replay_dead_letters(self, service: str, limit: int | None = None) -> int:
+        if self._connection is None:
+            raise RuntimeError("connect() first")
+        replayed = 0
+        async with self._connection.channel(publisher_confirms=True) as channel:
+            queue = await channel.declare_queue(self.queue_name(service, ".dead"), durable=True, arguments=QUORUM)
+            while limit is None or replayed < limit:
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                headers = {
+                    k: v
+                    for k, v in (message.headers or {}).items()
+                    if k not in (ATTEMPT_HEADER, REASON_HEADER, LAST_ERROR_HEADER, "x-kefu-dead-at")
+                }
+                await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        body=message.body,
+                        headers=headers,
+                        content_type=message.content_type,
+                        message_id=message.message_id,
+                        correlation_id=message.correlation_id,
+                        type=message.type,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=self.queue_name(service),
+                    mandatory=True,
+                )
+                await message.ack()
+                replayed += 1
+        return replayed
+
+    async def queue_depths(self, service: str) -> dict[str, int]:
+        """Messages waiting in the service's queues (for readiness details, tests and load reports)."""
+        if self._connection is None:
+            raise RuntimeError("connect() first")
+        depths: dict[str, int] = {}
+        async with self._connection.channel() as channel:
+            names = [self.queue_name(service), self.queue_name(service, ".dead")]
+            names += [self.queue_name(service, f".retry.{n}") for n in range(1, len(self.retry_delays_ms) + 1)]
+            for name in names:
+                declared = await channel.declare_queue(name, passive=True)
+                depths[name] = declared.declaration_result.message_count or 0
+        return depths
+
+    async def delete_topology(self, service: str) -> None:
+        """Remove a service's queues (tests use throw-away prefixes and clean up after themselves)."""
+        if self._connection is None:
+            return
+        async with self._connection.channel() as channel:
+            names = [self.queue_name(service), self.queue_name(service, ".dead")]
+            names += [self.queue_name(service, f".retry.{n}") for n in range(1, len(self.retry_delays_ms) + 1)]
+            for name in names:
+                await channel.queue_delete(name)
+
+
+def _to_amqp(message: OutgoingMessage) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=message.body,
+        content_type=message.content_type,
+        message_id=message.id,
+        type=message.routing_key,
+        timestamp=message.timestamp,
+        correlation_id=message.correlation_id,
+        headers=dict(message.headers),
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def _describe_publish_error(error: BaseException) -> str:
+    if isinstance(error, aio_pika.exceptions.DeliveryError):
+        frame = error.frame
+        reply = getattr(frame, "reply_text", None)
+        if reply == "NO_ROUTE" or "NO_ROUTE" in str(error):
+            return "unroutable: no queue is bound to this event type"
+        return f"not confirmed by the broker: {reply or error}"
+    if isinstance(error, TimeoutError):
+        return "publisher confirm timed out"
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,148 @@
+"""RFC 9457 problem details: the only error shape any Kefu API returns."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("kefu.errors")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://kefu.dev/problems/"
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ProblemDetail(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = Field(default="about:blank", examples=[f"{TYPE_BASE}validation"])
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[ValidationIssue] | None = None
+    allowed: list[str] | None = Field(default=None, description="For an illegal transition: the allowed actions.")
+
+
+class Problem(Exception):
+    """Raise anywhere in a request to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        *,
+        slug: str | None = None,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or title or HTTPStatus(status).phrase)
+        self.status = status
+        self.detail = detail
+        self.slug = slug
+        self.title = title or HTTPStatus(status).phrase
+        self.headers = headers or {}
+        self.extensions = extensions
+
+
+def not_found(what: str, ident: object) -> Problem:
+    return Problem(404, f"{what} {ident} does not exist", slug="not-found")
+
+
+def conflict(detail: str, *, allowed: Sequence[str] | None = None) -> Problem:
+    extras: dict[str, Any] = {} if allowed is None else {"allowed": list(allowed)}
+    return Problem(409, detail, slug="conflict", **extras)
+
+
+def problem_response(
+    status: int,
+    *,
+    title: str | None = None,
+    detail: str | None = None,
+    slug: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"{TYPE_BASE}{slug}" if slug else "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update({k: v for k, v in extensions.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _issues(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {"loc": [p if isinstance(p, int) else str(p) for p in err.get("loc", ())], "msg": err.get("msg", ""),
+         "type": err.get("type", "")}
+        for err in errors
+    ]
+
+
+async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    return problem_response(
+        exc.status, title=exc.title, detail=exc.detail, slug=exc.slug, instance=request.url.path,
+        headers=exc.headers, **exc.extensions,
+    )
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return problem_response(400, title="Malformed JSON", detail="The request body is not valid JSON.",
+                                slug="malformed-json", instance=request.url.path)
+    return problem_response(
+        422, title="Validation failed", detail="The request does not match the schema.", slug="validation",
+        instance=request.url.path, errors=_issues(errors),
+    )
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers) if exc.headers else None
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != HTTPStatus(exc.status_code).phrase else None
+    return problem_response(exc.status_code, detail=detail, instance=request.url.path, headers=headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(500, detail="An unexpected error occurred; it has been logged.",
+                            instance=request.url.path)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+# For `responses=` in route declarations, so the OpenAPI documents the problem shape.
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {"model": ProblemDetail, "description": HTTPStatus(status).phrase,
+                 "content": {PROBLEM_JSON: {}}}
+        for status in statuses
+    }

@@ -1,0 +1,102 @@
+"""`Idempotency-Key` on creating POSTs: the same key and body returns the first response."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.auth import CurrentPrincipal
+from shared.db import UTCDateTime, infra_metadata
+from shared.errors import Problem
+
+idempotency_table = sa.Table(
+    "idempotency_keys",
+    infra_metadata,
+    sa.Column("principal", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=False),
+    sa.Column("response", sa.LargeBinary(), nullable=False),
+    sa.Column("headers", sa.Text(), nullable=False, server_default="{}"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+
+class Idempotency:
+    """Bound to one request; a no-op when the client sent no key."""
+
+    def __init__(self, key: str | None, principal: str, fingerprint: str) -> None:
+        self.key = key
+        self.principal = principal
+        self.fingerprint = fingerprint
+
+    async def replay(self, session: AsyncSession) -> JSONResponse | None:
+        if self.key is None:
+            return None
+        row = (
+            await session.execute(
+                sa.select(idempotency_table).where(
+                    idempotency_table.c.principal == self.principal, idempotency_table.c.key == self.key
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.fingerprint != self.fingerprint:
+            raise Problem(
+                422,
+                "This Idempotency-Key was already used with a different request body.",
+                slug="idempotency-key-reused",
+            )
+        headers = {**json.loads(row.headers), "Idempotent-Replayed": "true"}
+        return JSONResponse(json.loads(row.response), status_code=row.status_code, headers=headers)
+
+    async def remember(
+        self, session: AsyncSession, *, status: int, body: Any, headers: dict[str, str] | None = None
+    ) -> None:
+        """Store the response in the same transaction as the change it describes."""
+        if self.key is None:
+            return
+        insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+        result = await session.execute(
+            insert(idempotency_table)
+            .values(
+                principal=self.principal,
+                key=self.key,
+                fingerprint=self.fingerprint,
+                status_code=status,
+                response=json.dumps(body, ensure_ascii=False, default=str).encode(),
+                headers=json.dumps(headers or {}),
+                created_at=datetime.now(UTC),
+            )
+            .on_conflict_do_nothing()
+        )
+        if not result.rowcount:
+            # A concurrent request with the same key won the race; this one must not commit its copy.
+            raise Problem(409, "A request with this Idempotency-Key is already being processed.",
+                          slug="idempotency-key-in-flight")
+
+
+async def _idempotency(
+    request: Request,
+    principal: CurrentPrincipal,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", max_length=200, description="Retry-safe key for this create request."),
+    ] = None,
+) -> Idempotency:
+    body = await request.body()
+    digest = hashlib.sha256(request.method.encode() + b" " + request.url.path.encode() + b"\n" + body).hexdigest()
+    return Idempotency(idempotency_key, principal.subject, digest)
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]

@@ -1,0 +1,234 @@
+"""Transactional outbox: events are rows written with the change, and a relay publishes them until confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy import event as sa_event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from shared import observability
+from shared.bus.base import OutgoingMessage, PublishFailed, Transport
+from shared.clock import Clock
+from shared.db import Database, UTCDateTime, infra_metadata
+from shared.events import CloudEvent, EventRegistry, make_event
+from shared.observability import correlation_id
+
+log = logging.getLogger("kefu.outbox")
+
+outbox_table = sa.Table(
+    "outbox",
+    infra_metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("payload", sa.LargeBinary(), nullable=False),
+    sa.Column("correlation_id", sa.String(200)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("published_at", UTCDateTime()),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime()),
+    sa.Column("last_error", sa.Text()),
+    sa.Index(
+        "ix_outbox_pending",
+        "seq",
+        postgresql_where=sa.text("published_at IS NULL"),
+        sqlite_where=sa.text("published_at IS NULL"),
+    ),
+)
+
+_WAKE_KEY = "kefu.outbox.wake"
+
+
+class Outbox:
+    """The one way a service publishes: `await outbox.add(session, type, data)` inside its transaction."""
+
+    def __init__(self, *, source: str, registry: EventRegistry, clock: Clock) -> None:
+        self.source = source
+        self.registry = registry
+        self.clock = clock
+        self.wake = asyncio.Event()
+
+    async def add(self, session: AsyncSession, type: str, data: BaseModel, *, subject: str | None = None) -> CloudEvent:
+        expected = self.registry.get(type).data_model
+        if not isinstance(data, expected):
+            raise TypeError(f"{type} carries {expected.__name__}, not {data.__class__.__name__}")
+        event = make_event(
+            type=type,
+            source=self.source,
+            data=data,
+            subject=subject,
+            time=self.clock.now(),
+            correlation_id=correlation_id.get(),
+        )
+        await session.execute(
+            outbox_table.insert().values(
+                event_id=event.id,
+                type=event.type,
+                payload=event.to_json(),
+                correlation_id=event.correlationid,
+                created_at=self.clock.now(),
+            )
+        )
+        # Wake the relay as soon as this transaction commits, not at the next poll.
+        session.sync_session.info.setdefault(_WAKE_KEY, set()).add(self.wake)
+        return event
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    for wake in session.info.pop(_WAKE_KEY, ()):
+        wake.set()
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_wakes(session: Session) -> None:
+    session.info.pop(_WAKE_KEY, None)
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows in batches with publisher confirms; safe with several replicas."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        db: Database,
+        transport: Transport,
+        outbox: Outbox,
+        clock: Clock,
+        batch_size: int = 200,
+        poll_seconds: float = 1.0,
+        max_backoff_seconds: float = 60.0,
+        retention: timedelta = timedelta(days=1),
+    ) -> None:
+        self.service = service
+        self.db = db
+        self.transport = transport
+        self.outbox = outbox
+        self.clock = clock
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self.retention = retention
+        self._task: asyncio.Task[None] | None = None
+        self._last_purge: datetime | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"kefu-{self.service}-outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            self.outbox.wake.clear()
+            try:
+                published = await self.publish_batch()
+                await self._purge_published()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay pass failed")
+                published = 0
+            if published >= self.batch_size:
+                continue  # more may be waiting: drain before sleeping
+            try:
+                await asyncio.wait_for(self.outbox.wake.wait(), timeout=self.poll_seconds)
+            except TimeoutError:
+                pass  # the polling backstop: rows committed by other replicas, retries coming due
+
+    async def publish_batch(self) -> int:
+        """Publish one batch of due rows; returns how many were confirmed."""
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            query = (
+                sa.select(outbox_table.c.seq, outbox_table.c.event_id, outbox_table.c.type,
+                          outbox_table.c.payload, outbox_table.c.correlation_id,
+                          outbox_table.c.created_at, outbox_table.c.attempts)
+                .where(outbox_table.c.published_at.is_(None))
+                .where(sa.or_(outbox_table.c.next_attempt_at.is_(None), outbox_table.c.next_attempt_at <= now))
+                .order_by(outbox_table.c.seq)
+                .limit(self.batch_size)
+            )
+            if not self.db.is_sqlite:
+                # Replicas skip each other's rows instead of publishing them twice.
+                query = query.with_for_update(skip_locked=True)
+            rows = (await session.execute(query)).all()
+            if not rows:
+                return 0
+            messages = [
+                OutgoingMessage(
+                    id=row.event_id,
+                    routing_key=row.type,
+                    body=row.payload,
+                    timestamp=row.created_at,
+                    correlation_id=row.correlation_id,
+                )
+                for row in rows
+            ]
+            failed: set[str] = set()
+            reason = ""
+            try:
+                await self.transport.publish(messages)
+            except PublishFailed as exc:
+                failed, reason = exc.failed_ids, exc.reason
+            confirmed = [row.seq for row in rows if row.event_id not in failed]
+            if confirmed:
+                await session.execute(
+                    outbox_table.update().where(outbox_table.c.seq.in_(confirmed)).values(published_at=self.clock.now())
+                )
+            for row in rows:
+                if row.event_id in failed:
+                    delay = min(self.max_backoff_seconds, 0.5 * 2 ** min(row.attempts, 16))
+                    await session.execute(
+                        outbox_table.update()
+                        .where(outbox_table.c.seq == row.seq)
+                        .values(
+                            attempts=row.attempts + 1,
+                            last_error=reason[:2000],
+                            next_attempt_at=now + timedelta(seconds=delay),
+                        )
+                    )
+            for row in rows:
+                if row.event_id not in failed:
+                    observability.EVENTS_PUBLISHED.labels(self.service, row.type).inc()
+            if failed:
+                log.warning("%d of %d events not confirmed: %s", len(failed), len(rows), reason)
+            return len(confirmed)
+
+    async def _purge_published(self) -> None:
+        now = self.clock.now()
+        if self._last_purge is not None and now - self._last_purge < timedelta(minutes=5):
+            return
+        self._last_purge = now
+        async with self.db.transaction() as session:
+            await session.execute(
+                outbox_table.delete()
+                .where(outbox_table.c.published_at.is_not(None))
+                .where(outbox_table.c.published_at < now - self.retention)
+            )
+
+    async def pending(self) -> tuple[int, float]:
+        """How many rows wait, and the age in seconds of the oldest (exported as metrics)."""
+        async with self.db.transaction() as session:
+            row = (
+                await session.execute(
+                    sa.select(sa.func.count(), sa.func.min(outbox_table.c.created_at)).where(
+                        outbox_table.c.published_at.is_(None)
+                    )
+                )
+            ).one()
+        count, oldest = row
+        age = (self.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+        if oldest is not None and oldest.tzinfo is None:
+            age = 0.0
+        return int(count), max(age, 0.0)

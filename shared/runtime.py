@@ -1,0 +1,129 @@
+"""A running service: its settings, database, bus transport, outbox relay, event consumer and clock."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import APIRouter
+from sqlalchemy import MetaData
+
+from shared import observability
+from shared.auth import ApiKey, Authenticator
+from shared.bus.amqp import AmqpTransport
+from shared.bus.base import Transport
+from shared.bus.memory import InProcessTransport
+from shared.clock import Clock, SystemClock
+from shared.consumer import EventConsumer, EventHandlers
+from shared.db import Database
+from shared.events import EventRegistry, registry
+from shared.migrations import upgrade
+from shared.outbox import Outbox, OutboxRelay
+from shared.settings import ServiceSettings
+
+log = logging.getLogger("kefu.runtime")
+
+
+@dataclass
+class ServiceDefinition:
+    """Everything that makes one service what it is; `shared` turns it into an app."""
+
+    name: str
+    title: str
+    description: str
+    routers: Sequence[APIRouter]
+    metadata: MetaData
+    migrations_dir: Path
+    path_prefixes: tuple[str, ...]
+    handlers: EventHandlers | None = None
+    on_start: Sequence[Callable[[Runtime], Awaitable[None]]] = field(default_factory=tuple)
+    version: str = "0.1.0"
+
+
+def transport_for(settings: ServiceSettings) -> Transport:
+    if settings.amqp_url:
+        return AmqpTransport(
+            settings.amqp_url,
+            exchange=settings.exchange,
+            queue_prefix=settings.queue_prefix,
+            prefetch=settings.prefetch,
+            concurrency=settings.consumer_concurrency,
+            retry_delays_ms=settings.retry_delays_ms,
+            connection_name=f"kefu-{settings.service}",
+        )
+    return InProcessTransport(retry_delays_ms=settings.retry_delays_ms, concurrency=settings.consumer_concurrency)
+
+
+class Runtime:
+    def __init__(
+        self,
+        definition: ServiceDefinition,
+        settings: ServiceSettings,
+        *,
+        transport: Transport | None = None,
+        clock: Clock | None = None,
+        events: EventRegistry = registry,
+    ) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.name = definition.name
+        self.clock = clock or SystemClock()
+        self.db = Database(settings.database_url)
+        self.owns_transport = transport is None
+        self.transport = transport or transport_for(settings)
+        self.events = events
+        self.outbox = Outbox(source=f"/kefu/{definition.name}", registry=events, clock=self.clock)
+        self.relay = OutboxRelay(
+            service=definition.name,
+            db=self.db,
+            transport=self.transport,
+            outbox=self.outbox,
+            clock=self.clock,
+            batch_size=settings.outbox_batch_size,
+            poll_seconds=settings.outbox_poll_seconds,
+        )
+        self.authenticator = Authenticator(
+            jwt_secret=settings.jwt_secret,
+            jwks_url=settings.jwks_url,
+            audience=settings.jwt_audience,
+            api_keys=[
+                ApiKey(str(k["name"]), str(k["sha256"]), tuple(k.get("roles", ())))  # type: ignore[call-overload]
+                for k in settings.api_keys
+            ],
+        )
+        self.consumer: EventConsumer | None = None
+        if definition.handlers is not None and definition.handlers.by_type:
+            self.consumer = EventConsumer(
+                service=definition.name,
+                handlers=definition.handlers,
+                registry=events,
+                db=self.db,
+                outbox=self.outbox,
+                clock=self.clock,
+            )
+
+    async def start(self) -> None:
+        if self.settings.migrate_on_start:
+            await upgrade(self.db, self.definition.migrations_dir, service=self.name)
+        for hook in self.definition.on_start:
+            await hook(self)
+        if self.owns_transport:
+            await self.transport.connect()
+        if self.consumer is not None and self.definition.handlers is not None:
+            await self.transport.consume(self.name, self.definition.handlers.routing_keys, self.consumer)
+        self.relay.start()
+        log.info("%s started", self.name)
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        if self.owns_transport:
+            await self.transport.close()
+        await self.db.dispose()
+        log.info("%s stopped", self.name)
+
+    async def refresh_gauges(self) -> None:
+        pending, age = await self.relay.pending()
+        observability.OUTBOX_PENDING.labels(self.name).set(pending)
+        observability.OUTBOX_OLDEST_AGE.labels(self.name).set(age)
