@@ -53,9 +53,11 @@ async def keyset_page(
 ) -> tuple[list[Any], str | None]:
     """One page of `query` ordered by a unique `key` (a UUIDv7 id sorts by creation), newest first."""
     if cursor is not None:
-        (after,) = decode_cursor(cursor)[:1] or [None]
-        if after is None:
-            raise Problem(400, "The cursor is not one this API issued.", slug="invalid-cursor")
+        (raw,) = decode_cursor(cursor)[:1] or [None]
+        try:
+            after = key.type.python_type(raw)
+        except (TypeError, ValueError):
+            raise Problem(400, "The cursor is not one this API issued.", slug="invalid-cursor") from None
         query = query.where(key < after if descending else key > after)
     query = query.order_by(key.desc() if descending else key.asc()).limit(limit + 1)
     rows = list((await session.execute(query)).scalars().all())

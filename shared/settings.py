@@ -7,15 +7,14 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DATA_DIR = Path("data")
-
 
 class ServiceSettings(BaseSettings):
     """What one service needs to run. Build with `ServiceSettings.for_service("intake")`."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     service: str = "kefu"
+    data_dir: Path = Field(default=Path("data"), validation_alias=AliasChoices("KEFU_DATA_DIR"))
     database_url: str = ""
     migrate_on_start: bool = True
     amqp_url: str | None = Field(default=None, validation_alias=AliasChoices("AMQP_URL"))
@@ -46,9 +45,9 @@ class ServiceSettings(BaseSettings):
         prefixed = type(
             f"{service.title()}Settings",
             (cls,),
-            {"model_config": SettingsConfigDict(env_prefix=f"{service.upper()}_", extra="ignore")},
+            {"model_config": SettingsConfigDict(env_prefix=f"{service.upper()}_", extra="ignore", populate_by_name=True)},
         )
         settings: ServiceSettings = prefixed(service=service, **overrides)
         if not settings.database_url:
-            settings.database_url = f"sqlite+aiosqlite:///{DATA_DIR / service}.db"
+            settings.database_url = f"sqlite+aiosqlite:///{settings.data_dir / service}.db"
         return settings

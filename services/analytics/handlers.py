@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import shared.contracts  # noqa: F401  (the whole catalogue must be registered before the loop below)
 from services.analytics import projections
 from shared.consumer import EventHandlers, HandlerContext
 from shared.contracts.tickets import TicketCreated
