@@ -1,0 +1,1 @@
+"""Benchmarks for the Kefu platform (run with `.venv/bin/python bench/<name>.py`)."""
