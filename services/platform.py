@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -86,7 +87,9 @@ class Platform(PathRouter):
 
     def __init__(self, root: FastAPI, apps: Mapping[str, FastAPI], transport: Transport | None) -> None:
         by_segment = {
-            prefix: apps[name] for name, entry in SERVICES.items() for prefix in entry.definition.path_prefixes
+            prefix: apps[name]
+            for name, entry in SERVICES.items()
+            for prefix in entry.definition.path_prefixes
         }
         super().__init__(root, by_segment)
         self.apps = dict(apps)
@@ -169,10 +172,8 @@ def create_platform(
     @root.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         for runtime in runtimes.values():
-            try:
+            with contextlib.suppress(Exception):  # still answer when a database does not
                 await runtime.refresh_gauges()
-            except Exception:  # still answer when a database does not
-                pass
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return Platform(root, apps, shared_transport)

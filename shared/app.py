@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -62,7 +63,9 @@ def _add_operations_routes(app: FastAPI, runtime: Runtime) -> None:
         """The process is up."""
         return {"status": "ok", "service": runtime.name}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness", responses={503: {"description": "Not ready"}})
+    @app.get(
+        "/readyz", tags=["operations"], summary="Readiness", responses={503: {"description": "Not ready"}}
+    )
     async def readyz() -> Any:
         """The database and the broker answer."""
         checks = {"database": "ok", "broker": "ok"}
@@ -79,10 +82,8 @@ def _add_operations_routes(app: FastAPI, runtime: Runtime) -> None:
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
         """Prometheus text exposition."""
-        try:
+        with contextlib.suppress(Exception):  # metrics must still answer when the database does not
             await runtime.refresh_gauges()
-        except Exception:  # metrics must still answer when the database does not
-            pass
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -58,10 +58,16 @@ def build(
         }
         channels[key] = {
             "address": name,
-            "description": f"Routing key `{name}` on the `{exchange}` topic exchange; published by {produced_by}.",
+            "description": (
+                f"Routing key `{name}` on the `{exchange}` topic exchange; published by {produced_by}."
+            ),
             "messages": {key: {"$ref": f"#/components/messages/{key}"}},
-            "bindings": {"amqp": {"is": "routingKey", "exchange": {"name": exchange, "type": "topic",
-                                                                   "durable": True, "autoDelete": False}}},
+            "bindings": {
+                "amqp": {
+                    "is": "routingKey",
+                    "exchange": {"name": exchange, "type": "topic", "durable": True, "autoDelete": False},
+                }
+            },
         }
         operations[f"publish_{key}"] = {
             "action": "send",
@@ -81,10 +87,10 @@ def build(
             "title": "Kefu events",
             "version": "1.0.0",
             "description": (
-                "Every event Kefu publishes or consumes. CloudEvents 1.0 in structured mode on the RabbitMQ "
-                f"topic exchange `{exchange}`; the routing key is the event type. Delivery is at-least-once; "
-                "consumers de-duplicate on the event id. Failed messages are retried with backoff, then parked "
-                "in `kefu.<service>.dead` with the reason in the `x-kefu-reason` header."
+                "Every event Kefu publishes or consumes. CloudEvents 1.0 in structured mode on the "
+                f"RabbitMQ topic exchange `{exchange}`; the routing key is the event type. Delivery is "
+                "at-least-once; consumers de-duplicate on the event id. Failed messages are retried with "
+                "backoff, then parked in `kefu.<service>.dead` with the reason in the `x-kefu-reason` header."
             ),
         },
         "servers": {"rabbitmq": {"host": "rabbitmq:5672", "protocol": "amqp", "protocolVersion": "0.9.1"}},

@@ -1,4 +1,4 @@
-"""Who is calling: JWT bearer tokens (HS256 in dev, JWKS in production) or hashed API keys; roles → permissions."""
+"""Who is calling: JWT bearer tokens (HS256 in dev, JWKS in production) or hashed API keys."""
 
 from __future__ import annotations
 
@@ -30,24 +30,57 @@ ROLES = (
 
 # Permissions are `<resource>:<action>`. A route asks for a permission, never for a role, so who may do
 # what is decided here in one table.
-_SERVICE_DESK = {"customers:read", "customers:write", "contacts:read", "contacts:write", "tickets:read",
-                 "tickets:write"}
-_AGENCY = {"clients:read", "clients:write", "briefs:read", "briefs:write", "proposals:read", "proposals:write",
-           "estimates:read", "estimates:write", "meetings:read", "meetings:write"}
+_SERVICE_DESK = {
+    "customers:read",
+    "customers:write",
+    "contacts:read",
+    "contacts:write",
+    "tickets:read",
+    "tickets:write",
+}
+_AGENCY = {
+    "clients:read",
+    "clients:write",
+    "briefs:read",
+    "briefs:write",
+    "proposals:read",
+    "proposals:write",
+    "estimates:read",
+    "estimates:write",
+    "meetings:read",
+    "meetings:write",
+}
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "agent": frozenset(_SERVICE_DESK | {"metrics:read"}),
-    "supervisor": frozenset(_SERVICE_DESK | {"pii:read", "tickets:escalate", "metrics:read", "sla:read",
-                                             "sla:write"}),
+    "supervisor": frozenset(
+        _SERVICE_DESK | {"pii:read", "tickets:escalate", "metrics:read", "sla:read", "sla:write"}
+    ),
     "engineer": frozenset({"customers:read", "tickets:read", "tickets:write", "contacts:read"}),
     "account_exec": frozenset(_AGENCY),
     "account_director": frozenset(_AGENCY | {"briefs:approve", "metrics:read"}),
     "creative_director": frozenset(_AGENCY | {"briefs:approve"}),
-    "media_planner": frozenset({"clients:read", "briefs:read", "briefs:write", "proposals:read", "estimates:read"}),
+    "media_planner": frozenset(
+        {"clients:read", "briefs:read", "briefs:write", "proposals:read", "estimates:read"}
+    ),
     "analyst": frozenset({"metrics:read", "sla:read", "tickets:read", "briefs:read", "clients:read"}),
-    "admin": frozenset(_SERVICE_DESK | _AGENCY | {"pii:read", "tickets:escalate", "briefs:approve", "metrics:read",
-                                                  "sla:read", "sla:write", "audit:read", "webhooks:write"}),
+    "admin": frozenset(
+        _SERVICE_DESK
+        | _AGENCY
+        | {
+            "pii:read",
+            "tickets:escalate",
+            "briefs:approve",
+            "metrics:read",
+            "sla:read",
+            "sla:write",
+            "audit:read",
+            "webhooks:write",
+        }
+    ),
     # Other company systems: they feed contacts and read what partners build on.
-    "partner": frozenset({"contacts:write", "contacts:read", "customers:read", "tickets:read", "metrics:read"}),
+    "partner": frozenset(
+        {"contacts:write", "contacts:read", "customers:read", "tickets:read", "metrics:read"}
+    ),
 }
 
 
@@ -128,7 +161,12 @@ def hash_api_key(key: str) -> str:
 
 
 def issue_token(
-    *, secret: str, subject: str, roles: Iterable[str], name: str | None = None, ttl: timedelta = timedelta(hours=12)
+    *,
+    secret: str,
+    subject: str,
+    roles: Iterable[str],
+    name: str | None = None,
+    ttl: timedelta = timedelta(hours=12),
 ) -> str:
     """A dev token signed with the HS256 secret (`python -m services token`)."""
     now = datetime.now(UTC)

@@ -97,7 +97,11 @@ class EventConsumer:
         try:
             async with self.db.transaction() as session:
                 fresh = await inbox.claim(
-                    session, event_id=envelope.id, type=envelope.type, source=envelope.source, at=self.clock.now()
+                    session,
+                    event_id=envelope.id,
+                    type=envelope.type,
+                    source=envelope.source,
+                    at=self.clock.now(),
                 )
                 if fresh:
                     await handler(HandlerContext(envelope, session, self.outbox, self.clock), data)
@@ -106,7 +110,9 @@ class EventConsumer:
             observability.EVENTS_CONSUMED.labels(self.service, event_type, "dead_lettered").inc()
             return Outcome.dead(str(exc))
         except Exception as exc:
-            log.warning("handler for %s failed (attempt %d): %s", envelope.type, delivery.attempt, exc, exc_info=True)
+            log.warning(
+                "handler for %s failed (attempt %d): %s", envelope.type, delivery.attempt, exc, exc_info=True
+            )
             observability.EVENTS_CONSUMED.labels(self.service, event_type, "retried").inc()
             return Outcome.retry(f"{type(exc).__name__}: {exc}")
         finally:

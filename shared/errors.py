@@ -34,7 +34,9 @@ class ProblemDetail(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[ValidationIssue] | None = None
-    allowed: list[str] | None = Field(default=None, description="For an illegal transition: the allowed actions.")
+    allowed: list[str] | None = Field(
+        default=None, description="For an illegal transition: the allowed actions."
+    )
 
 
 class Problem(Exception):
@@ -93,8 +95,11 @@ def problem_response(
 
 def _issues(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return [
-        {"loc": [p if isinstance(p, int) else str(p) for p in err.get("loc", ())], "msg": err.get("msg", ""),
-         "type": err.get("type", "")}
+        {
+            "loc": [p if isinstance(p, int) else str(p) for p in err.get("loc", ())],
+            "msg": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
         for err in errors
     ]
 
@@ -102,8 +107,13 @@ def _issues(errors: Sequence[Any]) -> list[dict[str, Any]]:
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Problem)
     return problem_response(
-        exc.status, title=exc.title, detail=exc.detail, slug=exc.slug, instance=request.url.path,
-        headers=exc.headers, **exc.extensions,
+        exc.status,
+        title=exc.title,
+        detail=exc.detail,
+        slug=exc.slug,
+        instance=request.url.path,
+        headers=exc.headers,
+        **exc.extensions,
     )
 
 
@@ -111,25 +121,39 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(err.get("type") == "json_invalid" for err in errors):
-        return problem_response(400, title="Malformed JSON", detail="The request body is not valid JSON.",
-                                slug="malformed-json", instance=request.url.path)
+        return problem_response(
+            400,
+            title="Malformed JSON",
+            detail="The request body is not valid JSON.",
+            slug="malformed-json",
+            instance=request.url.path,
+        )
     return problem_response(
-        422, title="Validation failed", detail="The request does not match the schema.", slug="validation",
-        instance=request.url.path, errors=_issues(errors),
+        422,
+        title="Validation failed",
+        detail="The request does not match the schema.",
+        slug="validation",
+        instance=request.url.path,
+        errors=_issues(errors),
     )
 
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers) if exc.headers else None
-    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != HTTPStatus(exc.status_code).phrase else None
+    detail = (
+        exc.detail
+        if isinstance(exc.detail, str) and exc.detail != HTTPStatus(exc.status_code).phrase
+        else None
+    )
     return problem_response(exc.status_code, detail=detail, instance=request.url.path, headers=headers)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem_response(500, detail="An unexpected error occurred; it has been logged.",
-                            instance=request.url.path)
+    return problem_response(
+        500, detail="An unexpected error occurred; it has been logged.", instance=request.url.path
+    )
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -142,7 +166,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 # For `responses=` in route declarations, so the OpenAPI documents the problem shape.
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
-        status: {"model": ProblemDetail, "description": HTTPStatus(status).phrase,
-                 "content": {PROBLEM_JSON: {}}}
+        status: {
+            "model": ProblemDetail,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {}},
+        }
         for status in statuses
     }

@@ -129,8 +129,10 @@ def make_event(
 
 def parse_message(body: bytes, headers: Mapping[str, Any], content_type: str | None) -> CloudEvent:
     """Read a CloudEvent from an AMQP message in structured or binary (`ce-*` headers) mode."""
-    if content_type and content_type.split(";")[0].strip() != STRUCTURED_CONTENT_TYPE and _has_ce_headers(
-        headers
+    if (
+        content_type
+        and content_type.split(";")[0].strip() != STRUCTURED_CONTENT_TYPE
+        and _has_ce_headers(headers)
     ):
         return _parse_binary(body, headers, content_type)
     try:

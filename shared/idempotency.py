@@ -5,17 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import sqlalchemy as sa
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import CurrentPrincipal
-from shared.db import UTCDateTime, infra_metadata
+from shared.db import UTCDateTime, dialect_name, infra_metadata
 from shared.errors import Problem
 
 idempotency_table = sa.Table(
@@ -66,7 +67,7 @@ class Idempotency:
         """Store the response in the same transaction as the change it describes."""
         if self.key is None:
             return
-        insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+        insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
         result = await session.execute(
             insert(idempotency_table)
             .values(
@@ -80,10 +81,13 @@ class Idempotency:
             )
             .on_conflict_do_nothing()
         )
-        if not result.rowcount:
+        if not cast("CursorResult[Any]", result).rowcount:
             # A concurrent request with the same key won the race; this one must not commit its copy.
-            raise Problem(409, "A request with this Idempotency-Key is already being processed.",
-                          slug="idempotency-key-in-flight")
+            raise Problem(
+                409,
+                "A request with this Idempotency-Key is already being processed.",
+                slug="idempotency-key-in-flight",
+            )
 
 
 async def _idempotency(
@@ -91,11 +95,15 @@ async def _idempotency(
     principal: CurrentPrincipal,
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", max_length=200, description="Retry-safe key for this create request."),
+        Header(
+            alias="Idempotency-Key", max_length=200, description="Retry-safe key for this create request."
+        ),
     ] = None,
 ) -> Idempotency:
     body = await request.body()
-    digest = hashlib.sha256(request.method.encode() + b" " + request.url.path.encode() + b"\n" + body).hexdigest()
+    digest = hashlib.sha256(
+        request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
+    ).hexdigest()
     return Idempotency(idempotency_key, principal.subject, digest)
 
 

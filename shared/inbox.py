@@ -1,15 +1,17 @@
-"""Inbox: the event id is written in the same transaction as a handler's effects, so a redelivery is a no-op."""
+"""Inbox: the event id commits with a handler's effects, so a redelivered event is a no-op."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import UTCDateTime, infra_metadata
+from shared.db import UTCDateTime, dialect_name, infra_metadata
 
 inbox_table = sa.Table(
     "inbox",
@@ -23,12 +25,11 @@ inbox_table = sa.Table(
 
 async def claim(session: AsyncSession, *, event_id: str, type: str, source: str, at: datetime) -> bool:
     """Record the event as handled; False if it already was (then the caller must do nothing)."""
-    dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
     statement = (
         insert(inbox_table)
         .values(event_id=event_id, type=type, source=source, handled_at=at)
         .on_conflict_do_nothing(index_elements=["event_id"])
     )
-    result = await session.execute(statement)
+    result = cast("CursorResult[Any]", await session.execute(statement))
     return bool(result.rowcount)

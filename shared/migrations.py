@@ -28,7 +28,9 @@ async def upgrade(db: Database, migrations_dir: Path, *, service: str, revision:
     config = alembic_config(migrations_dir)
     async with db.engine.begin() as connection:
         if not db.is_sqlite:
-            await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"kefu-{service}"})
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"kefu-{service}"}
+            )
         config.attributes["connection"] = connection
 
         def run(sync_connection: Connection) -> None:

@@ -26,9 +26,13 @@ HTTP_LATENCY = Histogram(
     ["service", "method", "route"],
     buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0),
 )
-EVENTS_PUBLISHED = Counter("kefu_events_published_total", "Events confirmed by the broker", ["service", "type"])
+EVENTS_PUBLISHED = Counter(
+    "kefu_events_published_total", "Events confirmed by the broker", ["service", "type"]
+)
 EVENTS_CONSUMED = Counter(
-    "kefu_events_consumed_total", "Events taken from a service's queue, by outcome", ["service", "type", "outcome"]
+    "kefu_events_consumed_total",
+    "Events taken from a service's queue, by outcome",
+    ["service", "type", "outcome"],
 )
 OUTBOX_PENDING = Gauge("kefu_outbox_pending", "Outbox rows not yet confirmed", ["service"])
 OUTBOX_OLDEST_AGE = Gauge(
@@ -54,7 +58,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
             )
         )
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -1,8 +1,9 @@
-"""Transactional outbox: events are rows written with the change, and a relay publishes them until confirmed."""
+"""Transactional outbox: events are rows written with the change; a relay publishes them until confirmed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import datetime, timedelta
 
@@ -24,7 +25,9 @@ log = logging.getLogger("kefu.outbox")
 outbox_table = sa.Table(
     "outbox",
     infra_metadata,
-    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column(
+        "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
     sa.Column("event_id", sa.String(64), nullable=False, unique=True),
     sa.Column("type", sa.String(200), nullable=False),
     sa.Column("payload", sa.LargeBinary(), nullable=False),
@@ -54,7 +57,9 @@ class Outbox:
         self.clock = clock
         self.wake = asyncio.Event()
 
-    async def add(self, session: AsyncSession, type: str, data: BaseModel, *, subject: str | None = None) -> CloudEvent:
+    async def add(
+        self, session: AsyncSession, type: str, data: BaseModel, *, subject: str | None = None
+    ) -> CloudEvent:
         expected = self.registry.get(type).data_model
         if not isinstance(data, expected):
             raise TypeError(f"{type} carries {expected.__name__}, not {data.__class__.__name__}")
@@ -141,21 +146,28 @@ class OutboxRelay:
                 published = 0
             if published >= self.batch_size:
                 continue  # more may be waiting: drain before sleeping
-            try:
+            # The polling backstop: rows committed by other replicas, retries coming due.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.outbox.wake.wait(), timeout=self.poll_seconds)
-            except TimeoutError:
-                pass  # the polling backstop: rows committed by other replicas, retries coming due
 
     async def publish_batch(self) -> int:
         """Publish one batch of due rows; returns how many were confirmed."""
         now = self.clock.now()
         async with self.db.transaction() as session:
             query = (
-                sa.select(outbox_table.c.seq, outbox_table.c.event_id, outbox_table.c.type,
-                          outbox_table.c.payload, outbox_table.c.correlation_id,
-                          outbox_table.c.created_at, outbox_table.c.attempts)
+                sa.select(
+                    outbox_table.c.seq,
+                    outbox_table.c.event_id,
+                    outbox_table.c.type,
+                    outbox_table.c.payload,
+                    outbox_table.c.correlation_id,
+                    outbox_table.c.created_at,
+                    outbox_table.c.attempts,
+                )
                 .where(outbox_table.c.published_at.is_(None))
-                .where(sa.or_(outbox_table.c.next_attempt_at.is_(None), outbox_table.c.next_attempt_at <= now))
+                .where(
+                    sa.or_(outbox_table.c.next_attempt_at.is_(None), outbox_table.c.next_attempt_at <= now)
+                )
                 .order_by(outbox_table.c.seq)
                 .limit(self.batch_size)
             )
@@ -184,7 +196,9 @@ class OutboxRelay:
             confirmed = [row.seq for row in rows if row.event_id not in failed]
             if confirmed:
                 await session.execute(
-                    outbox_table.update().where(outbox_table.c.seq.in_(confirmed)).values(published_at=self.clock.now())
+                    outbox_table.update()
+                    .where(outbox_table.c.seq.in_(confirmed))
+                    .values(published_at=self.clock.now())
                 )
             for row in rows:
                 if row.event_id in failed:

@@ -1,4 +1,4 @@
-"""Cursor pagination: `?limit=` (default 50, max 200) and an opaque `?cursor=`; `{items, next_cursor}` back."""
+"""Cursor pagination: `?limit=` (default 50, max 200), an opaque `?cursor=`; `{items, next_cursor}` back."""
 
 from __future__ import annotations
 
@@ -64,5 +64,6 @@ async def keyset_page(
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
-    last_key = getattr(rows[-1], key.key) if hasattr(key, "key") else None
-    return rows, encode_cursor([str(last_key)])
+    attribute = getattr(key, "key", None)
+    assert attribute, "keyset_page needs a mapped column as its key"
+    return rows, encode_cursor([str(getattr(rows[-1], attribute))])

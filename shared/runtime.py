@@ -53,7 +53,9 @@ def transport_for(settings: ServiceSettings) -> Transport:
             retry_delays_ms=settings.retry_delays_ms,
             connection_name=f"kefu-{settings.service}",
         )
-    return InProcessTransport(retry_delays_ms=settings.retry_delays_ms, concurrency=settings.consumer_concurrency)
+    return InProcessTransport(
+        retry_delays_ms=settings.retry_delays_ms, concurrency=settings.consumer_concurrency
+    )
 
 
 class Runtime:
@@ -88,10 +90,7 @@ class Runtime:
             jwt_secret=settings.jwt_secret,
             jwks_url=settings.jwks_url,
             audience=settings.jwt_audience,
-            api_keys=[
-                ApiKey(str(k["name"]), str(k["sha256"]), tuple(k.get("roles", ())))  # type: ignore[call-overload]
-                for k in settings.api_keys
-            ],
+            api_keys=[ApiKey(k.name, k.sha256, tuple(k.roles)) for k in settings.api_keys],
         )
         self.consumer: EventConsumer | None = None
         if definition.handlers is not None and definition.handlers.by_type:

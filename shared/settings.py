@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiKeySetting(BaseModel):
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    roles: list[str]
 
 
 class ServiceSettings(BaseSettings):
@@ -28,13 +34,19 @@ class ServiceSettings(BaseSettings):
     retry_delays_ms: list[int] = Field(
         default=[1_000, 10_000, 60_000], validation_alias=AliasChoices("KEFU_RETRY_DELAYS_MS")
     )
-    outbox_batch_size: int = Field(default=200, ge=1, le=5000, validation_alias=AliasChoices("KEFU_OUTBOX_BATCH"))
-    outbox_poll_seconds: float = Field(default=1.0, gt=0, validation_alias=AliasChoices("KEFU_OUTBOX_POLL_SECONDS"))
-    jwt_secret: str = Field(default="kefu-dev-secret-not-for-production-use", validation_alias=AliasChoices("KEFU_JWT_SECRET"))
+    outbox_batch_size: int = Field(
+        default=200, ge=1, le=5000, validation_alias=AliasChoices("KEFU_OUTBOX_BATCH")
+    )
+    outbox_poll_seconds: float = Field(
+        default=1.0, gt=0, validation_alias=AliasChoices("KEFU_OUTBOX_POLL_SECONDS")
+    )
+    jwt_secret: str = Field(
+        default="kefu-dev-secret-not-for-production-use", validation_alias=AliasChoices("KEFU_JWT_SECRET")
+    )
     jwks_url: str | None = Field(default=None, validation_alias=AliasChoices("KEFU_JWKS_URL"))
     jwt_audience: str | None = Field(default=None, validation_alias=AliasChoices("KEFU_JWT_AUDIENCE"))
     # JSON list of {"name", "sha256", "roles"}: API keys for other systems, stored only as hashes.
-    api_keys: list[dict[str, object]] = Field(default=[], validation_alias=AliasChoices("KEFU_API_KEYS"))
+    api_keys: list[ApiKeySetting] = Field(default=[], validation_alias=AliasChoices("KEFU_API_KEYS"))
     max_body_bytes: int = Field(default=1_048_576, validation_alias=AliasChoices("KEFU_MAX_BODY_BYTES"))
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("KEFU_LOG_LEVEL"))
     log_format: str = Field(default="json", validation_alias=AliasChoices("KEFU_LOG_FORMAT"))
@@ -45,7 +57,11 @@ class ServiceSettings(BaseSettings):
         prefixed = type(
             f"{service.title()}Settings",
             (cls,),
-            {"model_config": SettingsConfigDict(env_prefix=f"{service.upper()}_", extra="ignore", populate_by_name=True)},
+            {
+                "model_config": SettingsConfigDict(
+                    env_prefix=f"{service.upper()}_", extra="ignore", populate_by_name=True
+                )
+            },
         )
         settings: ServiceSettings = prefixed(service=service, **overrides)
         if not settings.database_url:

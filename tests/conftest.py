@@ -29,7 +29,9 @@ AGENT = bearer("agent")
 ADMIN = bearer("admin", sub="root")
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None] | T | None], *, timeout: float = 10.0, every: float = 0.02) -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T | None] | T | None], *, timeout: float = 10.0, every: float = 0.02
+) -> T:
     """Poll `probe` until it returns something truthy; fail with the last value after `timeout` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

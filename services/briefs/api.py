@@ -21,8 +21,13 @@ from shared.pagination import Cursor, Limit, Page, keyset_page
 router = APIRouter(prefix="/v1", tags=["clients"], responses=problem_responses(401, 403))
 
 
-@router.post("/clients", status_code=201, response_model=ClientOut, dependencies=[require("clients:write")],
-             responses=problem_responses(400, 409, 422))
+@router.post(
+    "/clients",
+    status_code=201,
+    response_model=ClientOut,
+    dependencies=[require("clients:write")],
+    responses=problem_responses(400, 409, 422),
+)
 async def add_client(
     body: ClientCreate, session: SessionDep, clock: ClockDep, idempotency: IdempotencyDep, response: Response
 ) -> Any:
@@ -31,14 +36,19 @@ async def add_client(
         return replay
     client = await service.add_client(session, body, clock=clock)
     out = ClientOut.model_validate(client)
-    await idempotency.remember(session, status=201, body=out.model_dump(mode="json"),
-                               headers={"ETag": etag(client.version)})
+    await idempotency.remember(
+        session, status=201, body=out.model_dump(mode="json"), headers={"ETag": etag(client.version)}
+    )
     response.headers["ETag"] = etag(client.version)
     return out
 
 
-@router.get("/clients/{client_id}", response_model=ClientOut, dependencies=[require("clients:read")],
-            responses=problem_responses(404))
+@router.get(
+    "/clients/{client_id}",
+    response_model=ClientOut,
+    dependencies=[require("clients:read")],
+    responses=problem_responses(404),
+)
 async def get_client(client_id: uuid.UUID, session: SessionDep, response: Response) -> ClientOut:
     """One client."""
     client = await service.get_client(session, client_id)
@@ -49,5 +59,7 @@ async def get_client(client_id: uuid.UUID, session: SessionDep, response: Respon
 @router.get("/clients", response_model=Page[ClientOut], dependencies=[require("clients:read")])
 async def list_clients(session: SessionDep, limit: Limit = 50, cursor: Cursor = None) -> Page[ClientOut]:
     """Clients, newest first."""
-    clients, next_cursor = await keyset_page(session, sa.select(Client), key=Client.id, limit=limit, cursor=cursor)
+    clients, next_cursor = await keyset_page(
+        session, sa.select(Client), key=Client.id, limit=limit, cursor=cursor
+    )
     return Page(items=[ClientOut.model_validate(c) for c in clients], next_cursor=next_cursor)

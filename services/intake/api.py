@@ -54,8 +54,12 @@ async def record_contact(
     return out
 
 
-@router.get("/contacts/{contact_id}", response_model=ContactOut, dependencies=[require("contacts:read")],
-            responses=problem_responses(404))
+@router.get(
+    "/contacts/{contact_id}",
+    response_model=ContactOut,
+    dependencies=[require("contacts:read")],
+    responses=problem_responses(404),
+)
 async def get_contact(contact_id: uuid.UUID, session: SessionDep) -> ContactOut:
     """One contact."""
     return contact_out(await service.get_contact(session, contact_id))
@@ -76,9 +80,12 @@ async def list_contacts(
     customers = {
         c.id: c
         for c in (
-            await session.execute(sa.select(Customer).where(Customer.id.in_({c.customer_id for c in contacts})))
+            await session.execute(
+                sa.select(Customer).where(Customer.id.in_({c.customer_id for c in contacts}))
+            )
         ).scalars()
     }
     return Page(
-        items=[contact_out(service.Recorded(c, customers[c.customer_id])) for c in contacts], next_cursor=next_cursor
+        items=[contact_out(service.Recorded(c, customers[c.customer_id])) for c in contacts],
+        next_cursor=next_cursor,
     )

@@ -13,9 +13,13 @@ def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> str:
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
-        raise PydanticCustomError("phone_invalid", "not a phone number: {reason}", {"reason": str(exc)}) from None
+        raise PydanticCustomError(
+            "phone_invalid", "not a phone number: {reason}", {"reason": str(exc)}
+        ) from None
     if not phonenumbers.is_valid_number(number):
-        raise PydanticCustomError("phone_invalid", "not a valid phone number for region {region}", {"region": region})
+        raise PydanticCustomError(
+            "phone_invalid", "not a valid phone number for region {region}", {"region": region}
+        )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -11,7 +11,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, mod
 from services.intake.identifiers import normalise_email, normalise_phone
 from shared.contracts.common import Channel, ContactKind, Priority, Tier
 
-Phone = Annotated[str, Field(min_length=3, max_length=40, examples=["138-0013-8000"]), AfterValidator(normalise_phone)]
+Phone = Annotated[
+    str, Field(min_length=3, max_length=40, examples=["138-0013-8000"]), AfterValidator(normalise_phone)
+]
 Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(normalise_email)]
 
 
@@ -37,9 +39,13 @@ class ContactCreate(Strict):
     channel: Channel
     customer: ContactCustomer
     subject: str = Field(min_length=1, max_length=500, examples=["洗衣机漏水"])
-    body: str = Field(min_length=1, max_length=20_000, examples=["我上个月买的洗衣机一直漏水,请尽快派人维修。"])
+    body: str = Field(
+        min_length=1, max_length=20_000, examples=["我上个月买的洗衣机一直漏水,请尽快派人维修。"]
+    )
     kind: ContactKind | None = Field(default=None, description="Classified by rules when absent.")
-    received_at: datetime | None = Field(default=None, description="When the channel received it; now if absent.")
+    received_at: datetime | None = Field(
+        default=None, description="When the channel received it; now if absent."
+    )
 
 
 class CustomerRef(BaseModel):

@@ -39,7 +39,9 @@ async def find_or_create_customer(
     session: AsyncSession, who: ContactCustomer, *, outbox: Outbox, clock: Clock
 ) -> Customer:
     identifiers = _identifiers(who)
-    condition = sa.or_(*(sa.and_(CustomerIdentifier.kind == k, CustomerIdentifier.value == v) for k, v in identifiers))
+    condition = sa.or_(
+        *(sa.and_(CustomerIdentifier.kind == k, CustomerIdentifier.value == v) for k, v in identifiers)
+    )
     known = (await session.execute(sa.select(CustomerIdentifier).where(condition))).scalars().all()
     if known:
         customer = await session.get(Customer, known[0].customer_id)
@@ -65,7 +67,9 @@ async def find_or_create_customer(
     return customer
 
 
-async def record_contact(session: AsyncSession, request: ContactCreate, *, outbox: Outbox, clock: Clock) -> Recorded:
+async def record_contact(
+    session: AsyncSession, request: ContactCreate, *, outbox: Outbox, clock: Clock
+) -> Recorded:
     customer = await find_or_create_customer(session, request.customer, outbox=outbox, clock=clock)
     now = clock.now()
     kind = request.kind or ContactKind.INQUIRY

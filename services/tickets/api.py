@@ -22,10 +22,19 @@ from shared.pagination import Cursor, Limit, Page, keyset_page
 router = APIRouter(prefix="/v1", tags=["tickets"], responses=problem_responses(401, 403))
 
 
-@router.post("/tickets", status_code=201, response_model=TicketOut, dependencies=[require("tickets:write")],
-             responses=problem_responses(400, 409, 422))
+@router.post(
+    "/tickets",
+    status_code=201,
+    response_model=TicketOut,
+    dependencies=[require("tickets:write")],
+    responses=problem_responses(400, 409, 422),
+)
 async def open_ticket(
-    body: TicketCreate, session: SessionDep, outbox: OutboxDep, clock: ClockDep, idempotency: IdempotencyDep,
+    body: TicketCreate,
+    session: SessionDep,
+    outbox: OutboxDep,
+    clock: ClockDep,
+    idempotency: IdempotencyDep,
     response: Response,
 ) -> Any:
     """Open a ticket directly (tickets also open by themselves from intake's contacts)."""
@@ -33,14 +42,19 @@ async def open_ticket(
         return replay
     ticket = await service.open_ticket(session, body, outbox=outbox, clock=clock)
     out = TicketOut.model_validate(ticket)
-    await idempotency.remember(session, status=201, body=out.model_dump(mode="json"),
-                               headers={"ETag": etag(ticket.version)})
+    await idempotency.remember(
+        session, status=201, body=out.model_dump(mode="json"), headers={"ETag": etag(ticket.version)}
+    )
     response.headers["ETag"] = etag(ticket.version)
     return out
 
 
-@router.get("/tickets/{ticket_id}", response_model=TicketOut, dependencies=[require("tickets:read")],
-            responses=problem_responses(404))
+@router.get(
+    "/tickets/{ticket_id}",
+    response_model=TicketOut,
+    dependencies=[require("tickets:read")],
+    responses=problem_responses(404),
+)
 async def get_ticket(ticket_id: uuid.UUID, session: SessionDep, response: Response) -> TicketOut:
     """One ticket."""
     ticket = await service.get_ticket(session, ticket_id)
@@ -53,7 +67,9 @@ async def list_tickets(
     session: SessionDep,
     limit: Limit = 50,
     cursor: Cursor = None,
-    contact_id: Annotated[uuid.UUID | None, Query(description="The contact the ticket was opened from.")] = None,
+    contact_id: Annotated[
+        uuid.UUID | None, Query(description="The contact the ticket was opened from.")
+    ] = None,
     customer_id: Annotated[uuid.UUID | None, Query()] = None,
     status: Annotated[str | None, Query(max_length=30)] = None,
     kind: Annotated[ContactKind | None, Query()] = None,

@@ -16,9 +16,9 @@ DEFINITION = ServiceDefinition(
     name="tickets",
     title="Kefu tickets",
     description=(
-        "Complaint, repair and inquiry tickets: assignment, replies and notes, escalation, after-sales service "
-        "and follow-up visits, with the SLA engine timing first response and resolution. Opens a ticket for "
-        "every complaint, repair or inquiry contact intake records; publishes `tickets.*` events."
+        "Complaint, repair and inquiry tickets: assignment, replies and notes, escalation, after-sales "
+        "service and follow-up visits, with the SLA engine timing first response and resolution. Opens a "
+        "ticket for every complaint, repair or inquiry contact intake records; publishes `tickets.*` events."
     ),
     routers=[router],
     metadata=metadata,

@@ -66,7 +66,9 @@ async def open_from_contact(
     return ticket
 
 
-async def open_ticket(session: AsyncSession, request: TicketCreate, *, outbox: Outbox, clock: Clock) -> Ticket:
+async def open_ticket(
+    session: AsyncSession, request: TicketCreate, *, outbox: Outbox, clock: Clock
+) -> Ticket:
     now = clock.now()
     ticket = Ticket(**request.model_dump(), created_at=now, updated_at=now)
     session.add(ticket)

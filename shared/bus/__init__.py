@@ -3,4 +3,4 @@
 from shared.bus.base import Delivery, Outcome, OutgoingMessage, PublishFailed, Transport
 from shared.bus.topics import topic_matches
 
-__all__ = ["Delivery", "OutgoingMessage", "Outcome", "PublishFailed", "Transport", "topic_matches"]
+__all__ = ["Delivery", "Outcome", "OutgoingMessage", "PublishFailed", "Transport", "topic_matches"]

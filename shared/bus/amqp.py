@@ -25,8 +25,17 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from pamqp.common import FieldTable
 
-from shared.bus.base import DeadLetter, Delivery, DeliveryHandler, Outcome, OutcomeKind, OutgoingMessage, PublishFailed
+from shared.bus.base import (
+    DeadLetter,
+    Delivery,
+    DeliveryHandler,
+    Outcome,
+    OutcomeKind,
+    OutgoingMessage,
+    PublishFailed,
+)
 
 log = logging.getLogger("kefu.bus.amqp")
 
@@ -34,7 +43,7 @@ ATTEMPT_HEADER = "x-kefu-attempt"
 REASON_HEADER = "x-kefu-reason"
 LAST_ERROR_HEADER = "x-kefu-last-error"
 ROUTING_KEY_HEADER = "x-kefu-routing-key"
-QUORUM = {"x-queue-type": "quorum"}
+QUORUM: FieldTable = {"x-queue-type": "quorum"}
 
 
 class AmqpTransport:
@@ -82,7 +91,11 @@ class AmqpTransport:
 
     @property
     def is_connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed and self._connection.connected.is_set()
+        return (
+            self._connection is not None
+            and not self._connection.is_closed
+            and self._connection.connected.is_set()
+        )
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         if self._exchange is None or not self.is_connected:
@@ -104,25 +117,28 @@ class AmqpTransport:
             reason = _describe_publish_error(first)
             raise PublishFailed(set(failed), reason)
 
-    async def _declare(self, channel: AbstractChannel, service: str, routing_keys: Sequence[str]) -> AbstractQueue:
-        exchange = await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+    async def _declare(
+        self, channel: AbstractChannel, service: str, routing_keys: Sequence[str]
+    ) -> AbstractQueue:
+        exchange = await channel.declare_exchange(
+            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
         main = self.queue_name(service)
         queue = await channel.declare_queue(main, durable=True, arguments=QUORUM)
         for key in routing_keys:
             await queue.bind(exchange, routing_key=key)
         for step, delay in enumerate(self.retry_delays_ms, start=1):
+            retry_arguments: FieldTable = {
+                **QUORUM,
+                "x-message-ttl": delay,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": main,
+                # At-least-once dead-lettering: the expired copy cannot vanish on the way back.
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            }
             await channel.declare_queue(
-                self.queue_name(service, f".retry.{step}"),
-                durable=True,
-                arguments={
-                    **QUORUM,
-                    "x-message-ttl": delay,
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": main,
-                    # At-least-once dead-lettering: the expired copy cannot vanish on the way back.
-                    "x-dead-letter-strategy": "at-least-once",
-                    "x-overflow": "reject-publish",
-                },
+                self.queue_name(service, f".retry.{step}"), durable=True, arguments=retry_arguments
             )
         await channel.declare_queue(self.queue_name(service, ".dead"), durable=True, arguments=QUORUM)
         return queue
@@ -143,10 +159,14 @@ class AmqpTransport:
         await queue.consume(on_message)
 
     async def _handle(
-        self, channel: AbstractChannel, service: str, message: AbstractIncomingMessage, handler: DeliveryHandler
+        self,
+        channel: AbstractChannel,
+        service: str,
+        message: AbstractIncomingMessage,
+        handler: DeliveryHandler,
     ) -> None:
         headers = dict(message.headers or {})
-        attempt = int(headers.get(ATTEMPT_HEADER, 1) or 1)
+        attempt = _attempt(headers)
         routing_key = str(headers.get(ROUTING_KEY_HEADER) or message.routing_key or "")
         delivery = Delivery(
             body=message.body,
@@ -163,21 +183,31 @@ class AmqpTransport:
             outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
         try:
             if outcome.kind is OutcomeKind.RETRY and attempt <= len(self.retry_delays_ms):
-                await self._forward(channel, message, self.queue_name(service, f".retry.{attempt}"), {
-                    ATTEMPT_HEADER: attempt + 1,
-                    LAST_ERROR_HEADER: outcome.reason[:1000],
-                    ROUTING_KEY_HEADER: routing_key,
-                })
+                await self._forward(
+                    channel,
+                    message,
+                    self.queue_name(service, f".retry.{attempt}"),
+                    {
+                        ATTEMPT_HEADER: attempt + 1,
+                        LAST_ERROR_HEADER: outcome.reason[:1000],
+                        ROUTING_KEY_HEADER: routing_key,
+                    },
+                )
             elif outcome.kind in (OutcomeKind.RETRY, OutcomeKind.DEAD):
                 reason = outcome.reason
                 if outcome.kind is OutcomeKind.RETRY:
                     reason = f"gave up after {attempt} attempts: {reason}"
-                await self._forward(channel, message, self.queue_name(service, ".dead"), {
-                    ATTEMPT_HEADER: attempt,
-                    REASON_HEADER: reason[:2000],
-                    ROUTING_KEY_HEADER: routing_key,
-                    "x-kefu-dead-at": datetime.now(UTC).isoformat(),
-                })
+                await self._forward(
+                    channel,
+                    message,
+                    self.queue_name(service, ".dead"),
+                    {
+                        ATTEMPT_HEADER: attempt,
+                        REASON_HEADER: reason[:2000],
+                        ROUTING_KEY_HEADER: routing_key,
+                        "x-kefu-dead-at": datetime.now(UTC).isoformat(),
+                    },
+                )
                 log.warning("dead-lettered %s: %s", message.message_id, reason)
             await message.ack()
         except Exception:
@@ -206,7 +236,9 @@ class AmqpTransport:
             raise RuntimeError("connect() first")
         letters: list[DeadLetter] = []
         async with self._connection.channel() as channel:
-            queue = await channel.declare_queue(self.queue_name(service, ".dead"), durable=True, arguments=QUORUM)
+            queue = await channel.declare_queue(
+                self.queue_name(service, ".dead"), durable=True, arguments=QUORUM
+            )
             held: list[AbstractIncomingMessage] = []
             while (message := await queue.get(no_ack=False, fail=False)) is not None:
                 headers = dict(message.headers or {})
@@ -215,7 +247,7 @@ class AmqpTransport:
                         message_id=message.message_id,
                         routing_key=str(headers.get(ROUTING_KEY_HEADER, message.routing_key or "")),
                         reason=str(headers.get(REASON_HEADER, "")),
-                        attempts=int(headers.get(ATTEMPT_HEADER, 1) or 1),
+                        attempts=_attempt(headers),
                         body=message.body,
                     )
                 )
@@ -232,7 +264,9 @@ class AmqpTransport:
             raise RuntimeError("connect() first")
         replayed = 0
         async with self._connection.channel(publisher_confirms=True) as channel:
-            queue = await channel.declare_queue(self.queue_name(service, ".dead"), durable=True, arguments=QUORUM)
+            queue = await channel.declare_queue(
+                self.queue_name(service, ".dead"), durable=True, arguments=QUORUM
+            )
             while limit is None or replayed < limit:
                 message = await queue.get(no_ack=False, fail=False)
                 if message is None:
@@ -266,7 +300,9 @@ class AmqpTransport:
         depths: dict[str, int] = {}
         async with self._connection.channel() as channel:
             names = [self.queue_name(service), self.queue_name(service, ".dead")]
-            names += [self.queue_name(service, f".retry.{n}") for n in range(1, len(self.retry_delays_ms) + 1)]
+            names += [
+                self.queue_name(service, f".retry.{n}") for n in range(1, len(self.retry_delays_ms) + 1)
+            ]
             for name in names:
                 declared = await channel.declare_queue(name, passive=True)
                 depths[name] = declared.declaration_result.message_count or 0
@@ -278,9 +314,16 @@ class AmqpTransport:
             return
         async with self._connection.channel() as channel:
             names = [self.queue_name(service), self.queue_name(service, ".dead")]
-            names += [self.queue_name(service, f".retry.{n}") for n in range(1, len(self.retry_delays_ms) + 1)]
+            names += [
+                self.queue_name(service, f".retry.{n}") for n in range(1, len(self.retry_delays_ms) + 1)
+            ]
             for name in names:
                 await channel.queue_delete(name)
+
+
+def _attempt(headers: dict[str, Any]) -> int:
+    value = headers.get(ATTEMPT_HEADER, 1)
+    return value if isinstance(value, int) and value > 0 else 1
 
 
 def _to_amqp(message: OutgoingMessage) -> aio_pika.Message:

@@ -34,7 +34,9 @@ class _Subscription:
 class InProcessTransport:
     """One instance is shared by every service in the process, like one broker."""
 
-    def __init__(self, *, retry_delays_ms: Sequence[int] = (1_000, 10_000, 60_000), concurrency: int = 4) -> None:
+    def __init__(
+        self, *, retry_delays_ms: Sequence[int] = (1_000, 10_000, 60_000), concurrency: int = 4
+    ) -> None:
         self.retry_delays = [ms / 1000 for ms in retry_delays_ms]
         self.concurrency = concurrency
         self._subscriptions: dict[str, _Subscription] = {}
@@ -67,7 +69,9 @@ class InProcessTransport:
         unroutable: set[str] = set()
         for message in messages:
             targets = [
-                s for s in self._subscriptions.values() if any(topic_matches(p, message.routing_key) for p in s.routing_keys)
+                s
+                for s in self._subscriptions.values()
+                if any(topic_matches(p, message.routing_key) for p in s.routing_keys)
             ]
             if not targets:
                 unroutable.add(message.id)
@@ -120,7 +124,9 @@ class InProcessTransport:
 
     def _retry_later(self, subscription: _Subscription, delivery: Delivery, reason: str) -> None:
         delay = self.retry_delays[delivery.attempt - 1]
-        again = replace(delivery, attempt=delivery.attempt + 1, headers={**delivery.headers, "x-kefu-last-error": reason})
+        again = replace(
+            delivery, attempt=delivery.attempt + 1, headers={**delivery.headers, "x-kefu-last-error": reason}
+        )
         loop = asyncio.get_running_loop()
 
         def requeue() -> None:
@@ -144,13 +150,9 @@ class InProcessTransport:
         count = len(letters) if limit is None else min(limit, len(letters))
         for letter in letters[:count]:
             subscription.queue.put_nowait(
-                Delivery(letter.body, letter.routing_key, {}, "application/cloudevents+json", letter.message_id)
+                Delivery(
+                    letter.body, letter.routing_key, {}, "application/cloudevents+json", letter.message_id
+                )
             )
         self._dead[service] = letters[count:]
         return count
-
-    async def drained(self, timeout: float = 5.0) -> None:
-        """Wait until no message is queued, waiting for retry, or being handled (for tests and demos)."""
-        async with asyncio.timeout(timeout):
-            while self._timers or any(s.queue.qsize() or s.busy for s in self._subscriptions.values()):
-                await asyncio.sleep(0.005)

@@ -41,7 +41,9 @@ def _answers(host: str, port: int) -> bool:
 
 @pytest.fixture(autouse=True)
 def _real_servers() -> Iterator[None]:
-    missing = [name for name, port in (("PostgreSQL", 5432), ("RabbitMQ", 5672)) if not _answers("127.0.0.1", port)]
+    missing = [
+        name for name, port in (("PostgreSQL", 5432), ("RabbitMQ", 5672)) if not _answers("127.0.0.1", port)
+    ]
     if missing:
         message = f"{' and '.join(missing)} not reachable on 127.0.0.1"
         if os.environ.get("KEFU_REQUIRE_INTEGRATION") == "1":
@@ -88,7 +90,9 @@ class Broker:
         connection = await aio_pika.connect(self.url)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
-            exchange = await channel.declare_exchange(self.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+            exchange = await channel.declare_exchange(
+                self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
             await exchange.publish(
                 aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **properties),
                 routing_key=routing_key,
@@ -128,7 +132,9 @@ class Cluster:
         return transport
 
 
-def service_settings(service: str, databases: dict[str, str], broker: Broker, **overrides: Any) -> ServiceSettings:
+def service_settings(
+    service: str, databases: dict[str, str], broker: Broker, **overrides: Any
+) -> ServiceSettings:
     return ServiceSettings.for_service(
         service,
         database_url=databases[service],

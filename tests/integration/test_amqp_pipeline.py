@@ -21,7 +21,9 @@ ANALYST = bearer("analyst")
 
 
 async def tickets_for(cluster: Cluster, contact_id: str) -> list[dict[str, Any]]:
-    response = await cluster.clients["tickets"].get("/v1/tickets", params={"contact_id": contact_id}, headers=AGENT)
+    response = await cluster.clients["tickets"].get(
+        "/v1/tickets", params={"contact_id": contact_id}, headers=AGENT
+    )
     items: list[dict[str, Any]] = response.json()["items"]
     return items
 
@@ -47,9 +49,15 @@ def contact_event(contact_id: uuid.UUID, *, event_id: str | None = None, **data:
         "received_at": datetime.now(UTC).isoformat(),
         **data,
     }
-    envelope = {"specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": "/kefu/intake",
-                "type": "intake.contact.received.v1", "time": datetime.now(UTC).isoformat(),
-                "datacontenttype": "application/json", "data": payload}
+    envelope = {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": "/kefu/intake",
+        "type": "intake.contact.received.v1",
+        "time": datetime.now(UTC).isoformat(),
+        "datacontenttype": "application/json",
+        "data": payload,
+    }
     return json.dumps(envelope, ensure_ascii=False).encode()
 
 
@@ -83,22 +91,28 @@ async def test_same_event_delivered_twice_opens_one_ticket(start_cluster: Any, b
     await broker.publish_raw("intake.contact.received.v1", body, content_type="application/cloudevents+json")
     await broker.publish_raw("intake.contact.received.v1", body, content_type="application/cloudevents+json")
     # A different event about the same contact (a producer's retry with a new id) must not open another.
-    await broker.publish_raw("intake.contact.received.v1", contact_event(contact_id),
-                             content_type="application/cloudevents+json")
+    await broker.publish_raw(
+        "intake.contact.received.v1", contact_event(contact_id), content_type="application/cloudevents+json"
+    )
 
     await eventually(lambda: tickets_for(cluster, str(contact_id)))
     await eventually(lambda: tickets_created(cluster))
     marker = uuid.uuid4()  # events are handled in order, so once this one is in, the copies were seen
-    await broker.publish_raw("intake.contact.received.v1", contact_event(marker),
-                             content_type="application/cloudevents+json")
+    await broker.publish_raw(
+        "intake.contact.received.v1", contact_event(marker), content_type="application/cloudevents+json"
+    )
     await eventually(lambda: tickets_for(cluster, str(marker)))
 
     assert len(await tickets_for(cluster, str(contact_id))) == 1
     await eventually(lambda: _equals(tickets_created(cluster), 2))
     async with cluster.runtime("tickets").db.transaction() as session:
-        handled = (await session.execute(
-            sa.select(sa.func.count()).select_from(inbox_table).where(inbox_table.c.event_id == "dup-event-1")
-        )).scalar_one()
+        handled = (
+            await session.execute(
+                sa.select(sa.func.count())
+                .select_from(inbox_table)
+                .where(inbox_table.c.event_id == "dup-event-1")
+            )
+        ).scalar_one()
     assert handled == 1
 
 
@@ -107,8 +121,15 @@ async def test_poison_messages_are_dead_lettered_with_reasons_and_the_queue_goes
 ) -> None:
     cluster: Cluster = await start_cluster()
     await broker.publish_raw("intake.contact.received.v1", b"<xml>not json</xml>", message_id="p-not-json")
-    unknown = json.dumps({"specversion": "1.0", "id": "p-unknown", "source": "/crm",
-                          "type": "intake.contact.teleported.v1", "data": {}}).encode()
+    unknown = json.dumps(
+        {
+            "specversion": "1.0",
+            "id": "p-unknown",
+            "source": "/crm",
+            "type": "intake.contact.teleported.v1",
+            "data": {},
+        }
+    ).encode()
     # Bound by a wildcard-free key, so publish it under a key tickets is bound to: the type inside decides.
     await broker.publish_raw("intake.contact.received.v1", unknown, message_id="p-unknown")
     invalid = contact_event(uuid.uuid4(), event_id="p-invalid", priority="yesterday")
@@ -163,12 +184,19 @@ async def test_events_written_while_the_broker_is_away_are_all_delivered(start_c
 
         contact_ids = []
         for n in range(20):
-            response = await intake.post("/v1/contacts", json=contact_body(subject=f"断网期间第{n}单"), headers=AGENT)
+            response = await intake.post(
+                "/v1/contacts", json=contact_body(subject=f"断网期间第{n}单"), headers=AGENT
+            )
             assert response.status_code == 201, response.text
             contact_ids.append(response.json()["id"])
         async with cluster.runtime("intake").db.transaction() as session:
-            unsent = (await session.execute(sa.select(sa.func.count()).select_from(outbox_table).where(
-                outbox_table.c.published_at.is_(None)))).scalar_one()
+            unsent = (
+                await session.execute(
+                    sa.select(sa.func.count())
+                    .select_from(outbox_table)
+                    .where(outbox_table.c.published_at.is_(None))
+                )
+            ).scalar_one()
         assert unsent >= 20  # every contact's event (and new customers' events) waits in the outbox
 
         await proxy.restore()
@@ -176,17 +204,25 @@ async def test_events_written_while_the_broker_is_away_are_all_delivered(start_c
 
         async def all_ticketed() -> bool:
             async with cluster.runtime("tickets").db.transaction() as session:
-                opened = (await session.execute(
-                    sa.select(sa.func.count()).select_from(Ticket).where(
-                        Ticket.contact_id.in_([uuid.UUID(c) for c in contact_ids]))
-                )).scalar_one()
+                opened = (
+                    await session.execute(
+                        sa.select(sa.func.count())
+                        .select_from(Ticket)
+                        .where(Ticket.contact_id.in_([uuid.UUID(c) for c in contact_ids]))
+                    )
+                ).scalar_one()
             return opened == len(contact_ids)
 
         await eventually(all_ticketed, timeout=30)
         await eventually(lambda: _equals(tickets_created(cluster), 20))
         async with cluster.runtime("intake").db.transaction() as session:
-            unsent = (await session.execute(sa.select(sa.func.count()).select_from(outbox_table).where(
-                outbox_table.c.published_at.is_(None)))).scalar_one()
+            unsent = (
+                await session.execute(
+                    sa.select(sa.func.count())
+                    .select_from(outbox_table)
+                    .where(outbox_table.c.published_at.is_(None))
+                )
+            ).scalar_one()
         assert unsent == 0
     finally:
         await proxy.close()

@@ -17,15 +17,23 @@ SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
 @pytest.fixture
 def authenticator() -> Authenticator:
-    return Authenticator(jwt_secret=SECRET, api_keys=[ApiKey("crm", hash_api_key("crm-key-123"), ("partner",))])
+    return Authenticator(
+        jwt_secret=SECRET, api_keys=[ApiKey("crm", hash_api_key("crm-key-123"), ("partner",))]
+    )
 
 
 def test_token_gives_subject_name_roles_and_their_permissions(authenticator: Authenticator) -> None:
     token = issue_token(secret=SECRET, subject="u-1", roles=["supervisor"], name="王经理")
     principal = authenticator.from_token(token)
-    assert (principal.subject, principal.name, principal.roles) == ("u-1", "王经理", frozenset({"supervisor"}))
+    assert (principal.subject, principal.name, principal.roles) == (
+        "u-1",
+        "王经理",
+        frozenset({"supervisor"}),
+    )
     assert principal.can("pii:read")
-    assert not authenticator.from_token(issue_token(secret=SECRET, subject="a", roles=["agent"])).can("pii:read")
+    assert not authenticator.from_token(issue_token(secret=SECRET, subject="a", roles=["agent"])).can(
+        "pii:read"
+    )
 
 
 def test_unknown_roles_grant_nothing(authenticator: Authenticator) -> None:
@@ -38,7 +46,10 @@ def test_unknown_roles_grant_nothing(authenticator: Authenticator) -> None:
     ("token", "detail"),
     [
         (issue_token(secret=SECRET, subject="a", roles=["admin"], ttl=timedelta(seconds=-1)), "expired"),
-        (issue_token(secret="another-secret-of-sufficient-length!!", subject="a", roles=["admin"]), "not valid"),
+        (
+            issue_token(secret="another-secret-of-sufficient-length!!", subject="a", roles=["admin"]),
+            "not valid",
+        ),
         ("not.a.token", "not valid"),
     ],
 )

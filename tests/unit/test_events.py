@@ -26,16 +26,27 @@ def contact_data() -> dict[str, object]:
 
 
 def structured(**fields: object) -> bytes:
-    event = {"specversion": "1.0", "id": "e-1", "source": "/kefu/intake", "type": "intake.contact.received.v1",
-             "time": "2026-11-23T08:30:00Z", "data": contact_data()}
+    event = {
+        "specversion": "1.0",
+        "id": "e-1",
+        "source": "/kefu/intake",
+        "type": "intake.contact.received.v1",
+        "time": "2026-11-23T08:30:00Z",
+        "data": contact_data(),
+    }
     event.update(fields)
     return json.dumps(event, ensure_ascii=False).encode()
 
 
 def test_published_envelope_is_structured_cloudevent_with_utc_z_time() -> None:
-    event = make_event(type="intake.contact.received.v1", source="/kefu/intake",
-                       data=ContactReceived.model_validate(contact_data()), subject="c1", time=NOW,
-                       correlation_id="corr-1")
+    event = make_event(
+        type="intake.contact.received.v1",
+        source="/kefu/intake",
+        data=ContactReceived.model_validate(contact_data()),
+        subject="c1",
+        time=NOW,
+        correlation_id="corr-1",
+    )
     body = json.loads(event.to_json())
     assert body["specversion"] == "1.0"
     assert body["time"] == "2026-11-23T08:30:00Z"
@@ -52,7 +63,12 @@ def test_structured_message_parses_and_validates_to_the_typed_model() -> None:
 
 
 def test_binary_mode_reads_ce_headers() -> None:
-    headers = {"ce-specversion": "1.0", "ce-id": "b-1", "ce-source": "/crm", "ce-type": "intake.contact.received.v1"}
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": "b-1",
+        "ce-source": "/crm",
+        "ce-type": "intake.contact.received.v1",
+    }
     envelope = parse_message(json.dumps(contact_data()).encode(), headers, "application/json")
     assert envelope.id == "b-1"
     assert envelope.source == "/crm"
@@ -104,4 +120,4 @@ def test_registry_refuses_badly_named_or_duplicate_types() -> None:
 
 def test_envelope_requires_aware_time() -> None:
     with pytest.raises(ValueError):
-        CloudEvent(id="x", source="/s", type="a.b.c.v1", time=datetime(2026, 1, 1))  # noqa: DTZ001
+        CloudEvent(id="x", source="/s", type="a.b.c.v1", time=datetime(2026, 1, 1))

@@ -54,21 +54,29 @@ async def test_invalid_contact_is_422_with_the_field_and_nothing_written(
 
 
 async def test_malformed_json_is_400(client: httpx.AsyncClient, platform: Platform) -> None:
-    response = await client.post("/v1/contacts", content=b'{"channel": "phone",', headers={
-        **AGENT, "content-type": "application/json"})
+    response = await client.post(
+        "/v1/contacts", content=b'{"channel": "phone",', headers={**AGENT, "content-type": "application/json"}
+    )
     assert problem(response, 400)["title"] == "Malformed JSON"
     assert await counts(platform) == (0, 0, 0)
 
 
-async def test_one_megabyte_body_is_413_and_nothing_written(client: httpx.AsyncClient, platform: Platform) -> None:
+async def test_one_megabyte_body_is_413_and_nothing_written(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
     huge = contact_body(body="漏" * 400_000)  # 1.2 MB of UTF-8
-    response = await client.post("/v1/contacts", content=json.dumps(huge, ensure_ascii=False).encode(), headers={
-        **AGENT, "content-type": "application/json"})
+    response = await client.post(
+        "/v1/contacts",
+        content=json.dumps(huge, ensure_ascii=False).encode(),
+        headers={**AGENT, "content-type": "application/json"},
+    )
     problem(response, 413)
     assert await counts(platform) == (0, 0, 0)
 
 
-async def test_no_credentials_is_401_and_wrong_role_is_403(client: httpx.AsyncClient, platform: Platform) -> None:
+async def test_no_credentials_is_401_and_wrong_role_is_403(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
     unauthenticated = await client.post("/v1/contacts", json=contact_body())
     problem(unauthenticated, 401)
     assert unauthenticated.headers["www-authenticate"].startswith("Bearer")
@@ -76,7 +84,9 @@ async def test_no_credentials_is_401_and_wrong_role_is_403(client: httpx.AsyncCl
     assert await counts(platform) == (0, 0, 0)
 
 
-async def test_idempotency_key_replays_the_first_response(client: httpx.AsyncClient, platform: Platform) -> None:
+async def test_idempotency_key_replays_the_first_response(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
     headers = {**AGENT, "Idempotency-Key": "order-778899"}
     first = await client.post("/v1/contacts", json=contact_body(), headers=headers)
     again = await client.post("/v1/contacts", json=contact_body(), headers=headers)

@@ -69,15 +69,18 @@ async def consume(db: Database, bus: InProcessTransport, seen: Seen, outbox: Out
             raise RuntimeError("warehouse database is down")
         seen.parcels.append(shipped.parcel)
 
-    consumer = EventConsumer(service="warehouse", handlers=handlers, registry=events, db=db, outbox=outbox,
-                             clock=SystemClock())
+    consumer = EventConsumer(
+        service="warehouse", handlers=handlers, registry=events, db=db, outbox=outbox, clock=SystemClock()
+    )
     await bus.consume("warehouse", handlers.routing_keys, consumer)
     return consumer
 
 
 async def pending(db: Database) -> int:
     async with db.transaction() as session:
-        query = sa.select(sa.func.count()).select_from(outbox_table).where(outbox_table.c.published_at.is_(None))
+        query = (
+            sa.select(sa.func.count()).select_from(outbox_table).where(outbox_table.c.published_at.is_(None))
+        )
         return int((await session.execute(query)).scalar_one())
 
 
@@ -109,7 +112,9 @@ async def test_relay_is_woken_by_the_commit_and_the_consumer_handles_once(
     outbox, seen = outbox_for(), Seen()
     await consume(db, bus, seen, outbox)
     # An hour-long poll: only the after-commit wake-up can deliver this in time.
-    relay = OutboxRelay(service="test", db=db, transport=bus, outbox=outbox, clock=SystemClock(), poll_seconds=3600)
+    relay = OutboxRelay(
+        service="test", db=db, transport=bus, outbox=outbox, clock=SystemClock(), poll_seconds=3600
+    )
     relay.start()
     try:
         await asyncio.sleep(0.05)  # let the relay reach its wait
@@ -187,8 +192,10 @@ async def test_handler_that_keeps_failing_is_dead_lettered_with_its_reason(
     [
         (b"{{{", "not JSON"),
         (b'{"specversion":"1.0","id":"x","source":"/s","type":"test.parcel.lost.v1"}', "unknown event type"),
-        (b'{"specversion":"1.0","id":"y","source":"/s","type":"test.parcel.shipped.v1","data":{"parcel":"P"}}',
-         "weight_kg"),
+        (
+            b'{"specversion":"1.0","id":"y","source":"/s","type":"test.parcel.shipped.v1","data":{"parcel":"P"}}',
+            "weight_kg",
+        ),
     ],
 )
 async def test_poison_goes_straight_to_dead_letters_and_the_next_good_one_is_handled(
@@ -196,8 +203,9 @@ async def test_poison_goes_straight_to_dead_letters_and_the_next_good_one_is_han
 ) -> None:
     outbox, seen = outbox_for(), Seen()
     await consume(db, bus, seen, outbox)
-    poison = OutgoingMessage(id="poison", routing_key="test.parcel.shipped.v1", body=body,
-                             timestamp=SystemClock().now())
+    poison = OutgoingMessage(
+        id="poison", routing_key="test.parcel.shipped.v1", body=body, timestamp=SystemClock().now()
+    )
     await bus.publish([poison, _outgoing(await _event("GOOD"))])
     assert await eventually(lambda: seen.parcels == ["GOOD"])
     letters = await eventually(lambda: bus.dead_letters("warehouse"))
@@ -213,8 +221,12 @@ async def test_in_process_publish_without_subscriber_is_not_confirmed(bus: InPro
 
 
 async def _event(parcel: str) -> CloudEvent:
-    return make_event(type="test.parcel.shipped.v1", source="/kefu/test",
-                      data=ParcelShipped(parcel=parcel, weight_kg=1), time=SystemClock().now())
+    return make_event(
+        type="test.parcel.shipped.v1",
+        source="/kefu/test",
+        data=ParcelShipped(parcel=parcel, weight_kg=1),
+        time=SystemClock().now(),
+    )
 
 
 def _outgoing(event: CloudEvent) -> OutgoingMessage:

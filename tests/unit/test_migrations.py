@@ -21,8 +21,12 @@ async def test_migrations_match_models(tmp_path: Path, name: str) -> None:
         await upgrade(db, definition.migrations_dir, service=name)
         async with db.engine.connect() as connection:
             diff = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), [infra_metadata, definition.metadata])
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync), [infra_metadata, definition.metadata]
+                )
             )
     finally:
         await db.dispose()
-    assert diff == [], f"{name}: models and migrations differ; run `python -m services revision --service {name}`"
+    assert diff == [], (
+        f"{name}: models and migrations differ; run `python -m services revision --service {name}`"
+    )

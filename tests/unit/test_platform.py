@@ -31,12 +31,16 @@ async def test_contact_opens_one_ticket_and_analytics_counts_it(client: httpx.As
     await eventually(counted_once)
 
 
-async def test_feedback_is_recorded_but_opens_no_ticket(client: httpx.AsyncClient, platform: Platform) -> None:
+async def test_feedback_is_recorded_but_opens_no_ticket(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
     feedback = (await client.post("/v1/contacts", json=contact_body(kind="feedback"), headers=AGENT)).json()
     repair = (await client.post("/v1/contacts", json=contact_body(kind="repair"), headers=AGENT)).json()
 
     async def repair_ticket() -> list:
-        return (await client.get("/v1/tickets", params={"contact_id": repair["id"]}, headers=AGENT)).json()["items"]
+        return (await client.get("/v1/tickets", params={"contact_id": repair["id"]}, headers=AGENT)).json()[
+            "items"
+        ]
 
     await eventually(repair_ticket)  # events are handled in order of arrival, so feedback's is done too
     tickets = (await client.get("/v1/tickets", params={"contact_id": feedback["id"]}, headers=AGENT)).json()
@@ -56,7 +60,10 @@ async def test_health_readiness_and_metrics(client: httpx.AsyncClient) -> None:
     assert ready["checks"] == {name: "ok" for name in SERVICES}
     await client.post("/v1/contacts", json=contact_body(), headers=AGENT)
     metrics = (await client.get("/metrics")).text
-    assert 'kefu_http_requests_total{method="POST",route="/v1/contacts",service="intake",status="201"}' in metrics
+    assert (
+        'kefu_http_requests_total{method="POST",route="/v1/contacts",service="intake",status="201"}'
+        in metrics
+    )
     assert "kefu_outbox_pending" in metrics
 
 
