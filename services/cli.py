@@ -91,14 +91,22 @@ async def _replay(service: str, limit: int | None) -> None:
     print(f"{service}: replayed {count} dead letter(s)")
 
 
-def _openapi(args: argparse.Namespace) -> None:
+def openapi_documents() -> dict[str, str]:
+    """Each service's OpenAPI document as committed under docs/openapi/."""
     from shared.app import create_service_app
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    documents = {}
     for name, entry in SERVICES.items():
         app = create_service_app(entry.definition, ServiceSettings.for_service(name))
-        (out / f"{name}.json").write_text(json.dumps(app.openapi(), ensure_ascii=False, indent=2) + "\n")
+        documents[name] = json.dumps(app.openapi(), ensure_ascii=False, indent=2) + "\n"
+    return documents
+
+
+def _openapi(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, document in openapi_documents().items():
+        (out / f"{name}.json").write_text(document)
         print(f"wrote {out / f'{name}.json'}")
 
 
