@@ -23,14 +23,15 @@ async def log_event(session: AsyncSession, envelope: CloudEvent) -> None:
 
 
 async def count_ticket(session: AsyncSession, created: TicketCreated) -> None:
-    if await session.get(TicketFact, created.ticket_id) is not None:
+    ticket = created.ticket
+    if await session.get(TicketFact, ticket.id) is not None:
         return
     session.add(
         TicketFact(
-            ticket_id=created.ticket_id,
-            kind=created.kind,
-            priority=created.priority,
-            channel=created.channel,
-            created_at=created.created_at,
+            ticket_id=ticket.id,
+            kind=ticket.kind,
+            priority=ticket.priority,
+            channel=ticket.channel,
+            created_at=ticket.created_at,
         )
     )

@@ -8,9 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.tickets.models import Ticket
 from services.tickets.schemas import TicketCreate
 from shared.clock import Clock
-from shared.contracts.common import ContactKind
+from shared.contracts.common import Channel, ContactKind, Priority, Tier
 from shared.contracts.intake import ContactReceived
-from shared.contracts.tickets import TicketCreated
+from shared.contracts.tickets import TicketCreated, TicketSnapshot, TicketStatus
 from shared.errors import not_found
 from shared.outbox import Outbox
 
@@ -18,20 +18,26 @@ from shared.outbox import Outbox
 TICKET_KINDS = frozenset({ContactKind.COMPLAINT, ContactKind.REPAIR, ContactKind.INQUIRY})
 
 
+def snapshot(ticket: Ticket) -> TicketSnapshot:
+    return TicketSnapshot(
+        id=ticket.id,
+        version=ticket.version,
+        kind=ContactKind(ticket.kind),
+        priority=Priority(ticket.priority),
+        channel=Channel(ticket.channel),
+        status=TicketStatus(ticket.status),
+        customer_id=ticket.customer_id,
+        customer_tier=Tier(ticket.customer_tier),
+        contact_id=ticket.contact_id,
+        created_at=ticket.created_at,
+    )
+
+
 async def _announce(session: AsyncSession, ticket: Ticket, outbox: Outbox) -> None:
     await outbox.add(
         session,
         "tickets.ticket.created.v1",
-        TicketCreated(
-            ticket_id=ticket.id,
-            contact_id=ticket.contact_id,
-            customer_id=ticket.customer_id,
-            kind=ticket.kind,  # type: ignore[arg-type]
-            priority=ticket.priority,  # type: ignore[arg-type]
-            channel=ticket.channel,  # type: ignore[arg-type]
-            status=ticket.status,
-            created_at=ticket.created_at,
-        ),
+        TicketCreated(ticket=snapshot(ticket)),
         subject=str(ticket.id),
     )
 
