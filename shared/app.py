@@ -20,6 +20,7 @@ from shared.observability import RequestContextMiddleware
 from shared.outbox import Outbox
 from shared.runtime import Runtime, ServiceDefinition
 from shared.settings import ServiceSettings
+from shared.timers import Timers
 
 
 def create_service_app(
@@ -106,9 +107,25 @@ def _clock(request: Request) -> Clock:
     return get_runtime(request).clock
 
 
+def _timers(request: Request) -> Timers:
+    timers = get_runtime(request).timers
+    if timers is None:
+        raise RuntimeError("this service declares no timers (ServiceDefinition.timers)")
+    return timers
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 OutboxDep = Annotated[Outbox, Depends(_outbox)]
 ClockDep = Annotated[Clock, Depends(_clock)]
+TimersDep = Annotated[Timers, Depends(_timers)]
 
-__all__ = ["ClockDep", "JSONResponse", "OutboxDep", "RuntimeDep", "SessionDep", "create_service_app"]
+__all__ = [
+    "ClockDep",
+    "JSONResponse",
+    "OutboxDep",
+    "RuntimeDep",
+    "SessionDep",
+    "TimersDep",
+    "create_service_app",
+]

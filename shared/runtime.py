@@ -22,6 +22,7 @@ from shared.events import EventRegistry, registry
 from shared.migrations import upgrade
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import ServiceSettings
+from shared.timers import Timers, TimerScheduler, TimerSetup
 
 log = logging.getLogger("kefu.runtime")
 
@@ -39,6 +40,7 @@ class ServiceDefinition:
     path_prefixes: tuple[str, ...]
     handlers: EventHandlers | None = None
     on_start: Sequence[Callable[[Runtime], Awaitable[None]]] = field(default_factory=tuple)
+    timers: TimerSetup | None = None
     version: str = "0.1.0"
 
 
@@ -92,6 +94,19 @@ class Runtime:
             audience=settings.jwt_audience,
             api_keys=[ApiKey(k.name, k.sha256, tuple(k.roles)) for k in settings.api_keys],
         )
+        self.timers: Timers | None = None
+        self.scheduler: TimerScheduler | None = None
+        if definition.timers is not None:
+            self.timers = Timers(definition.timers.table, clock=self.clock)
+            self.scheduler = TimerScheduler(
+                service=definition.name,
+                db=self.db,
+                timers=self.timers,
+                handlers=definition.timers.handlers,
+                outbox=self.outbox,
+                clock=self.clock,
+                batch_size=definition.timers.batch_size,
+            )
         self.consumer: EventConsumer | None = None
         if definition.handlers is not None and definition.handlers.by_type:
             self.consumer = EventConsumer(
@@ -113,9 +128,13 @@ class Runtime:
         if self.consumer is not None and self.definition.handlers is not None:
             await self.transport.consume(self.name, self.definition.handlers.routing_keys, self.consumer)
         self.relay.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
         log.info("%s started", self.name)
 
     async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.relay.stop()
         if self.owns_transport:
             await self.transport.close()

@@ -1,0 +1,377 @@
+"""Durable timers: rows with a due time, fired once by a scheduler that sleeps until the earliest one.
+
+A service declares `timers = timer_table(metadata)` in its models, handlers with `@timer_handlers.on(kind)`,
+and `ServiceDefinition(..., timers=TimerSetup(table=timers, handlers=timer_handlers))`. Code schedules
+with `await runtime.timers.schedule(session, kind=..., subject=..., due_at=...)` inside its own
+transaction; the scheduler is woken when that commits.
+
+The scheduler never scans the table on a period: it asks the partial index for the earliest pending due
+time, sleeps until then (or until a commit schedules something earlier), and claims due rows with
+`FOR UPDATE SKIP LOCKED` so replicas share the work and fire each timer once. Each timer's handler runs
+in the transaction that marks it fired, so an effect and the event it publishes commit together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import Counter, Histogram
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from shared.clock import Clock
+from shared.db import Database, UTCDateTime, dialect_name
+from shared.ids import new_id
+from shared.outbox import Outbox
+
+log = logging.getLogger("kefu.timers")
+
+TIMERS_FIRED = Counter("kefu_timers_fired_total", "Timers fired, by outcome", ["service", "kind", "outcome"])
+TIMER_LATENESS = Histogram(
+    "kefu_timer_lateness_seconds",
+    "How long after its due time a timer fired",
+    ["service"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 600.0),
+)
+
+# A timer fired more than this long after its due time is reported as late (e.g. after downtime).
+LATE_AFTER = timedelta(seconds=1)
+# Backstop so a timer scheduled by another replica (whose commit cannot wake this process) still fires
+# promptly: one index probe at most this often, whatever the table holds.
+MAX_SLEEP_SECONDS = 30.0
+# A handler that keeps failing is retried with backoff, then given up with its error kept on the row.
+MAX_ATTEMPTS = 8
+
+_WAKE_KEY = "kefu.timers.wake"
+
+
+def timer_table(metadata: sa.MetaData) -> sa.Table:
+    """The `timers` table in a service's own metadata; call once in its `models.py`."""
+    return sa.Table(
+        "timers",
+        metadata,
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("kind", sa.String(100), nullable=False),
+        sa.Column("subject", sa.String(200), nullable=False),
+        sa.Column("due_at", UTCDateTime(), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("fired_at", UTCDateTime(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.UniqueConstraint("kind", "subject", name="uq_timers_kind_subject"),
+        # Only pending timers are indexed by due time: the scheduler's one query reads its head.
+        sa.Index(
+            "ix_timers_pending_due",
+            "due_at",
+            postgresql_where=sa.text("fired_at IS NULL"),
+            sqlite_where=sa.text("fired_at IS NULL"),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    """A timer as its handler sees it."""
+
+    kind: str
+    subject: str
+    due_at: datetime
+    payload: dict[str, Any] | None
+    late: bool
+
+
+class Timers:
+    """Schedule and cancel timers inside the caller's transaction; the scheduler wakes after commit."""
+
+    def __init__(self, table: sa.Table, *, clock: Clock) -> None:
+        self.table = table
+        self.clock = clock
+        self.wake = asyncio.Event()
+        # When the scheduler next looks by itself; None while it is awake and about to look anyway.
+        self.sleeping_until: datetime | None = None
+
+    async def schedule(
+        self,
+        session: AsyncSession,
+        *,
+        kind: str,
+        subject: str,
+        due_at: datetime,
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        """Insert the `(kind, subject)` timer, or move it to `due_at` (un-firing it if it had fired)."""
+        if due_at.tzinfo is None:
+            raise ValueError("timers need an aware due time")
+        insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+        statement = insert(self.table).values(
+            id=new_id(),
+            kind=kind,
+            subject=subject,
+            due_at=due_at,
+            payload=payload,
+            created_at=self.clock.now(),
+            fired_at=None,
+            attempts=0,
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["kind", "subject"],
+            set_={
+                "due_at": statement.excluded.due_at,
+                "payload": statement.excluded.payload,
+                "fired_at": None,
+                "attempts": 0,
+                "last_error": None,
+            },
+        )
+        await session.execute(statement)
+        self._wake_after_commit(session, due_at)
+
+    async def cancel(self, session: AsyncSession, *, kind: str, subject: str) -> None:
+        """Forget the `(kind, subject)` timer if it is still pending (a no-op otherwise)."""
+        await session.execute(
+            self.table.delete()
+            .where(self.table.c.kind == kind)
+            .where(self.table.c.subject == subject)
+            .where(self.table.c.fired_at.is_(None))
+        )
+        self._wake_after_commit(session, None)
+
+    async def pending(self, session: AsyncSession, *, kind: str, subject: str) -> datetime | None:
+        """The due time of a pending timer, or None."""
+        return (
+            await session.execute(
+                sa.select(self.table.c.due_at)
+                .where(self.table.c.kind == kind)
+                .where(self.table.c.subject == subject)
+                .where(self.table.c.fired_at.is_(None))
+            )
+        ).scalar_one_or_none()
+
+    def _wake_after_commit(self, session: AsyncSession, due_at: datetime | None) -> None:
+        session.sync_session.info.setdefault(_WAKE_KEY, []).append((self, due_at))
+
+    def notify(self, due_at: datetime | None) -> None:
+        """Wake the scheduler if `due_at` comes before it would look again (None: always)."""
+        if due_at is None or self.sleeping_until is None or due_at < self.sleeping_until:
+            self.wake.set()
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _wake_schedulers(session: Session) -> None:
+    for timers, due_at in session.info.pop(_WAKE_KEY, ()):
+        timers.notify(due_at)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_wakes(session: Session) -> None:
+    session.info.pop(_WAKE_KEY, None)
+
+
+@dataclass(frozen=True)
+class TimerContext:
+    """What a timer handler works with: the transaction that marks the timer fired, and friends."""
+
+    session: AsyncSession
+    outbox: Outbox
+    clock: Clock
+    timers: Timers
+
+    async def publish(self, type: str, data: Any, *, subject: str | None = None) -> None:
+        await self.outbox.add(self.session, type, data, subject=subject)
+
+
+TimerHandler = Callable[[TimerContext, DueTimer], Awaitable[None]]
+
+
+class TimerHandlers:
+    """A service's timer handlers by kind; `@timer_handlers.on("sla.breach")`."""
+
+    def __init__(self) -> None:
+        self.by_kind: dict[str, TimerHandler] = {}
+
+    def on(self, kind: str) -> Callable[[TimerHandler], TimerHandler]:
+        def register(handler: TimerHandler) -> TimerHandler:
+            if kind in self.by_kind:
+                raise ValueError(f"two handlers for timer kind {kind}")
+            self.by_kind[kind] = handler
+            return handler
+
+        return register
+
+
+@dataclass(frozen=True)
+class TimerSetup:
+    """What a `ServiceDefinition` declares to get a scheduler: its table and its handlers."""
+
+    table: sa.Table
+    handlers: TimerHandlers
+    batch_size: int = 200
+
+
+class TimerScheduler:
+    """Fires due timers within a second of their due time; several replicas may run one each."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        db: Database,
+        timers: Timers,
+        handlers: TimerHandlers,
+        outbox: Outbox,
+        clock: Clock,
+        batch_size: int = 200,
+        max_sleep_seconds: float = MAX_SLEEP_SECONDS,
+    ) -> None:
+        self.service = service
+        self.db = db
+        self.timers = timers
+        self.table = timers.table
+        self.handlers = handlers
+        self.outbox = outbox
+        self.clock = clock
+        self.batch_size = batch_size
+        self.max_sleep_seconds = max_sleep_seconds
+        self.probes = 0  # earliest-due queries made, for the benchmark's idle cost
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"kefu-{self.service}-timers")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            # Clear before looking, so a commit that lands while we look still wakes the next sleep.
+            self.timers.wake.clear()
+            self.timers.sleeping_until = None
+            try:
+                fired = await self.fire_due()
+                if fired >= self.batch_size:
+                    continue  # more are due: drain before sleeping
+                delay = await self._seconds_until_next()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("timer pass failed")
+                delay = 1.0
+            self.timers.sleeping_until = self.clock.now() + timedelta(seconds=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.timers.wake.wait(), timeout=delay)
+
+    async def _seconds_until_next(self) -> float:
+        earliest = await self.earliest_due()
+        if earliest is None:
+            return self.max_sleep_seconds
+        seconds = (earliest - self.clock.now()).total_seconds()
+        # Wake a hair after the due time so the row is due by our clock when we claim it.
+        return min(self.max_sleep_seconds, max(0.0, seconds) + 0.001)
+
+    async def earliest_due(self) -> datetime | None:
+        """The earliest pending due time: one probe of the partial index's head."""
+        self.probes += 1
+        async with self.db.transaction() as session:
+            return (
+                await session.execute(
+                    sa.select(self.table.c.due_at)
+                    .where(self.table.c.fired_at.is_(None))
+                    .order_by(self.table.c.due_at)
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+
+    async def fire_due(self) -> int:
+        """Fire one batch of what is due now (by the clock); returns how many timers were handled.
+
+        Tests with a `FrozenClock` call this after moving the clock.
+        """
+        now = self.clock.now()
+        table = self.table
+        async with self.db.transaction() as session:
+            query = (
+                sa.select(table)
+                .where(table.c.fired_at.is_(None))
+                .where(table.c.due_at <= now)
+                .order_by(table.c.due_at)
+                .limit(self.batch_size)
+            )
+            if not self.db.is_sqlite:
+                # Replicas skip rows another scheduler holds, so each timer fires once.
+                query = query.with_for_update(skip_locked=True)
+            rows = (await session.execute(query)).mappings().all()
+            context = TimerContext(session, self.outbox, self.clock, self.timers)
+            for row in rows:
+                await self._fire_one(session, context, row, now)
+        return len(rows)
+
+    async def _fire_one(self, session: AsyncSession, context: TimerContext, row: Any, now: datetime) -> None:
+        table = self.table
+        handler = self.handlers.by_kind.get(row["kind"])
+        fired_at = self.clock.now()
+        due = DueTimer(
+            kind=row["kind"],
+            subject=row["subject"],
+            due_at=row["due_at"],
+            payload=row["payload"],
+            late=fired_at - row["due_at"] > LATE_AFTER,
+        )
+        # Mark fired before the handler runs, so a handler that re-schedules its own (kind, subject)
+        # moves the timer instead of being overwritten.
+        mark = table.update().where(table.c.id == row["id"]).values(fired_at=fired_at)
+        if handler is None:
+            log.error("no handler for timer kind %r; marking it fired", row["kind"])
+            await session.execute(mark.values(last_error="no handler for this kind"))
+            TIMERS_FIRED.labels(self.service, row["kind"], "unhandled").inc()
+            return
+        try:
+            async with session.begin_nested():
+                await session.execute(mark)
+                await handler(context, due)
+        except Exception as exc:
+            attempts = row["attempts"] + 1
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            if attempts >= MAX_ATTEMPTS:
+                log.exception("timer %s/%s failed %d times; giving up", due.kind, due.subject, attempts)
+                values: dict[str, Any] = {"fired_at": fired_at, "attempts": attempts, "last_error": error}
+                outcome = "gave_up"
+            else:
+                retry_in = min(300.0, math.pow(2, attempts))
+                log.warning("timer %s/%s failed (%s); retry in %.0fs", due.kind, due.subject, error, retry_in)
+                values = {
+                    "due_at": now + timedelta(seconds=retry_in),
+                    "attempts": attempts,
+                    "last_error": error,
+                }
+                outcome = "retried"
+            await session.execute(table.update().where(table.c.id == row["id"]).values(**values))
+            TIMERS_FIRED.labels(self.service, due.kind, outcome).inc()
+            return
+        TIMERS_FIRED.labels(self.service, due.kind, "late" if due.late else "fired").inc()
+        TIMER_LATENESS.labels(self.service).observe(max(0.0, (fired_at - due.due_at).total_seconds()))
+
+
+__all__ = [
+    "DueTimer",
+    "TimerContext",
+    "TimerHandlers",
+    "TimerScheduler",
+    "TimerSetup",
+    "Timers",
+    "timer_table",
+]

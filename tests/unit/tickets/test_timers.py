@@ -1,0 +1,156 @@
+"""The shared timer machinery on SQLite: schedule, move, cancel, fire once, late after downtime, retry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from shared.clock import FrozenClock, SystemClock
+from shared.db import Database, infra_metadata
+from shared.events import registry
+from shared.outbox import Outbox
+from shared.timers import DueTimer, TimerContext, TimerHandlers, TimerScheduler, Timers, timer_table
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+metadata = sa.MetaData()
+timers_table = timer_table(metadata)
+
+
+class Harness:
+    def __init__(self, db: Database, clock: FrozenClock | SystemClock) -> None:
+        self.db = db
+        self.clock = clock
+        self.timers = Timers(timers_table, clock=clock)
+        self.fired: list[DueTimer] = []
+        self.handlers = TimerHandlers()
+        self.fail_times = 0
+
+        @self.handlers.on("reminder")
+        async def remind(ctx: TimerContext, timer: DueTimer) -> None:
+            if self.fail_times:
+                self.fail_times -= 1
+                raise RuntimeError("downstream unavailable")
+            self.fired.append(timer)
+
+        @self.handlers.on("repeat")
+        async def repeat(ctx: TimerContext, timer: DueTimer) -> None:
+            self.fired.append(timer)
+            await ctx.timers.schedule(
+                ctx.session, kind="repeat", subject=timer.subject, due_at=timer.due_at + timedelta(hours=1)
+            )
+
+        self.scheduler = TimerScheduler(
+            service="test",
+            db=db,
+            timers=self.timers,
+            handlers=self.handlers,
+            outbox=Outbox(source="/kefu/test", registry=registry, clock=clock),
+            clock=clock,
+        )
+
+    async def schedule(self, subject: str, due_at: datetime, kind: str = "reminder") -> None:
+        async with self.db.transaction() as session:
+            await self.timers.schedule(
+                session, kind=kind, subject=subject, due_at=due_at, payload={"n": subject}
+            )
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'timers.db'}")
+    async with database.engine.begin() as connection:
+        await connection.run_sync(infra_metadata.create_all)
+        await connection.run_sync(metadata.create_all)
+    yield database
+    await database.dispose()
+
+
+async def test_fires_only_what_is_due_once_with_its_payload(db: Database) -> None:
+    clock = FrozenClock(T0)
+    h = Harness(db, clock)
+    await h.schedule("a", T0 + timedelta(minutes=5))
+    await h.schedule("b", T0 + timedelta(minutes=10))
+    assert await h.scheduler.fire_due() == 0
+    clock.advance(timedelta(minutes=5))
+    assert await h.scheduler.fire_due() == 1
+    assert await h.scheduler.fire_due() == 0
+    assert [(t.subject, t.payload, t.late) for t in h.fired] == [("a", {"n": "a"}, False)]
+    assert await h.scheduler.earliest_due() == T0 + timedelta(minutes=10)
+
+
+async def test_schedule_moves_and_cancel_forgets(db: Database) -> None:
+    clock = FrozenClock(T0)
+    h = Harness(db, clock)
+    await h.schedule("a", T0 + timedelta(minutes=5))
+    await h.schedule("a", T0 + timedelta(minutes=20))
+    await h.schedule("b", T0 + timedelta(minutes=5))
+    async with db.transaction() as session:
+        await h.timers.cancel(session, kind="reminder", subject="b")
+    clock.advance(timedelta(minutes=10))
+    assert await h.scheduler.fire_due() == 0
+    clock.advance(timedelta(minutes=10))
+    assert await h.scheduler.fire_due() == 1
+    assert [t.subject for t in h.fired] == ["a"]
+
+
+async def test_a_fired_timer_scheduled_again_fires_again(db: Database) -> None:
+    clock = FrozenClock(T0)
+    h = Harness(db, clock)
+    await h.schedule("r", T0, kind="repeat")
+    assert await h.scheduler.fire_due() == 1
+    clock.advance(timedelta(hours=1))
+    assert await h.scheduler.fire_due() == 1
+    assert [t.due_at for t in h.fired] == [T0, T0 + timedelta(hours=1)]
+
+
+async def test_timer_due_during_downtime_fires_once_marked_late(db: Database) -> None:
+    clock = FrozenClock(T0)
+    h = Harness(db, clock)
+    await h.schedule("a", T0 + timedelta(seconds=30))
+    clock.advance(timedelta(hours=2))  # the service was down
+    assert await h.scheduler.fire_due() == 1
+    assert await h.scheduler.fire_due() == 0
+    assert h.fired[0].late is True
+
+
+async def test_a_failing_handler_is_retried_later_and_then_fires(db: Database) -> None:
+    clock = FrozenClock(T0)
+    h = Harness(db, clock)
+    h.fail_times = 1
+    await h.schedule("a", T0)
+    await h.schedule("b", T0)
+    assert await h.scheduler.fire_due() == 2
+    assert [t.subject for t in h.fired] == ["b"]  # one failure does not hold back the others
+    assert await h.scheduler.fire_due() == 0  # backing off
+    clock.advance(timedelta(seconds=5))
+    assert await h.scheduler.fire_due() == 1
+    assert sorted(t.subject for t in h.fired) == ["a", "b"]
+
+
+async def test_naive_due_time_is_refused(db: Database) -> None:
+    h = Harness(db, FrozenClock(T0))
+    with pytest.raises(ValueError):
+        await h.schedule("a", datetime(2026, 1, 1))
+
+
+async def test_running_scheduler_is_woken_by_a_commit_and_fires_on_time(db: Database) -> None:
+    h = Harness(db, SystemClock())
+    h.scheduler.start()
+    try:
+        await asyncio.sleep(0.1)  # asleep: nothing pending
+        due = datetime.now(UTC) + timedelta(milliseconds=300)
+        await h.schedule("soon", due)
+        for _ in range(200):
+            if h.fired:
+                break
+            await asyncio.sleep(0.02)
+        assert [t.subject for t in h.fired] == ["soon"]
+        assert h.fired[0].late is False
+    finally:
+        await h.scheduler.stop()
