@@ -14,7 +14,7 @@ from shared.clock import FrozenClock, SystemClock
 from shared.db import Database, infra_metadata
 from shared.events import registry
 from shared.outbox import Outbox
-from shared.timers import DueTimer, TimerContext, TimerHandlers, TimerScheduler, Timers, timer_table
+from shared.timers import DueTimer, TimerContext, TimerHandlers, Timers, TimerScheduler, timer_table
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
