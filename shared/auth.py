@@ -53,7 +53,8 @@ _AGENCY = {
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "agent": frozenset(_SERVICE_DESK | {"metrics:read"}),
     "supervisor": frozenset(
-        _SERVICE_DESK | {"pii:read", "tickets:escalate", "metrics:read", "sla:read", "sla:write"}
+        _SERVICE_DESK
+        | {"pii:read", "tickets:escalate", "metrics:read", "sla:read", "sla:write", "classification:write"}
     ),
     "engineer": frozenset({"customers:read", "tickets:read", "tickets:write", "contacts:read"}),
     "account_exec": frozenset(_AGENCY),
@@ -75,6 +76,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "sla:write",
             "audit:read",
             "webhooks:write",
+            "classification:write",
         }
     ),
     # Other company systems: they feed contacts and read what partners build on.
