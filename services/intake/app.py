@@ -6,7 +6,9 @@ from functools import partial
 from pathlib import Path
 
 import shared.contracts  # noqa: F401  (registers the event catalogue)
-from services.intake.api import router
+from services.intake.handlers import handlers
+from services.intake.routes import contacts, customers
+from services.intake.rules import seed_defaults
 from services.intake.models import metadata
 from shared.app import create_service_app
 from shared.runtime import ServiceDefinition
@@ -19,10 +21,12 @@ DEFINITION = ServiceDefinition(
         "contact from phone, e-mail, chat, web, social media and walk-ins, identity verification and "
         "classification. Publishes `intake.*` events."
     ),
-    routers=[router],
+    routers=[customers.router, contacts.router],
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
     path_prefixes=("customers", "contacts"),
+    handlers=handlers,
+    on_start=[seed_defaults],
 )
 
 

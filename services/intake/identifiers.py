@@ -1,11 +1,27 @@
-"""Normalising how customers are identified: phone numbers to E.164, e-mail addresses to lower case."""
+"""Normalising how customers are identified, so one person written three ways is found once."""
 
 from __future__ import annotations
+
+import re
+from enum import StrEnum
 
 import phonenumbers
 from pydantic_core import PydanticCustomError
 
 DEFAULT_REGION = "CN"
+_ID_CARD = re.compile(r"^\d{17}[\dX]$")
+
+
+class IdentifierKind(StrEnum):
+    PHONE = "phone"
+    EMAIL = "email"
+    HANDLE = "handle"
+    EXTERNAL_ID = "external_id"
+    ID_CARD = "id_card"
+
+
+# Identifiers that are personal data and therefore masked for callers without `pii:read`.
+PERSONAL = frozenset({IdentifierKind.PHONE, IdentifierKind.EMAIL, IdentifierKind.ID_CARD})
 
 
 def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> str:
@@ -26,3 +42,32 @@ def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> str:
 def normalise_email(raw: str) -> str:
     # The local part is case-sensitive in theory, in no mail system customers use in practice.
     return raw.strip().lower()
+
+
+def normalise_handle(raw: str) -> str:
+    """Social handles compare without case or surrounding space: `Weibo:@LiNa ` is `weibo:@lina`."""
+    handle = raw.strip().lower()
+    if not handle:
+        raise PydanticCustomError("handle_invalid", "a handle cannot be empty")
+    return handle
+
+
+def normalise_id_card(raw: str) -> str:
+    """A mainland resident ID number: 18 characters, the last a digit or X."""
+    value = raw.strip().upper()
+    if not _ID_CARD.match(value):
+        raise PydanticCustomError("id_card_invalid", "an ID number has 17 digits and a final digit or X")
+    return value
+
+
+NORMALISERS = {
+    IdentifierKind.PHONE: normalise_phone,
+    IdentifierKind.EMAIL: normalise_email,
+    IdentifierKind.HANDLE: normalise_handle,
+    IdentifierKind.EXTERNAL_ID: str.strip,
+    IdentifierKind.ID_CARD: normalise_id_card,
+}
+
+
+def normalise(kind: IdentifierKind, raw: str) -> str:
+    return NORMALISERS[kind](raw)

@@ -4,6 +4,6 @@ Importing this package registers all of them in `shared.events.registry`. These 
 contract between services (and with other company systems), so they live here and not in a service.
 """
 
-from shared.contracts import analytics, briefs, intake, tickets
+from shared.contracts import analytics, briefs, external, intake, tickets
 
-__all__ = ["analytics", "briefs", "intake", "tickets"]
+__all__ = ["analytics", "briefs", "external", "intake", "tickets"]

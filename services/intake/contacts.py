@@ -1,0 +1,201 @@
+"""Recording a contact: who it is from, what it is about, how they were verified, what product."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake import profiles, purchases, rules
+from services.intake.classification import classify
+from services.intake.identifiers import IdentifierKind
+from services.intake.masking import mask_email, mask_phone
+from services.intake.models import Contact, Customer, CustomerIdentifier, Purchase
+from services.intake.schemas import ContactCreate, ContactCustomer
+from shared.clock import Clock
+from shared.contracts.common import Tier
+from shared.contracts.intake import ContactReceived, ProductSnapshot, Verification, VerificationMethod
+from shared.errors import Problem, not_found
+from shared.outbox import Outbox
+
+
+@dataclass(frozen=True)
+class Recorded:
+    contact: Contact
+    customer: Customer
+    created: bool = True
+
+
+def _keys(who: ContactCustomer) -> list[tuple[IdentifierKind, str]]:
+    keys: list[tuple[IdentifierKind, str]] = []
+    if who.phone:
+        keys.append((IdentifierKind.PHONE, who.phone))
+    if who.email:
+        keys.append((IdentifierKind.EMAIL, who.email))
+    if who.handle:
+        keys.append((IdentifierKind.HANDLE, who.handle))
+    return keys
+
+
+def _fallback_name(who: ContactCustomer) -> str:
+    if who.phone:
+        return f"客户 {mask_phone(who.phone)}"
+    if who.email:
+        return f"客户 {mask_email(who.email)}"
+    return f"客户 {who.handle}"
+
+
+async def identify(session: AsyncSession, who: ContactCustomer, *, outbox: Outbox, clock: Clock) -> Customer:
+    """The profile behind a contact: by id, else by any identifier (learning new ones), else a new one."""
+    keys = _keys(who)
+    if who.id is not None:
+        customer = (await profiles.load(session, who.id)).customer
+        if customer.merged_into is not None:
+            customer = (await profiles.load(session, customer.merged_into)).customer
+    else:
+        customer = await profiles.find(session, keys)
+    if customer is None:
+        return await profiles.create_minimal(
+            session, name=who.name or _fallback_name(who), identifiers=keys, outbox=outbox, clock=clock
+        )
+    for kind, value in keys:
+        # A new number or address seen beside a known one joins that profile, unless it is someone else's.
+        if await profiles.owner_of(session, kind, value) is None:
+            session.add(CustomerIdentifier(customer_id=customer.id, kind=kind, value=value))
+    return customer
+
+
+async def verify(
+    session: AsyncSession, customer: Customer, request: ContactCreate
+) -> tuple[VerificationMethod, bool, str | None]:
+    """Check what the agent says they checked against the profile; record a failure rather than refuse."""
+    method, reference = request.verification.method, request.verification.reference
+    owned = set(
+        (
+            await session.execute(
+                sa.select(CustomerIdentifier.kind, CustomerIdentifier.value).where(
+                    CustomerIdentifier.customer_id == customer.id
+                )
+            )
+        ).tuples()
+    )
+    match method:
+        case VerificationMethod.NONE:
+            return method, False, None
+        case VerificationMethod.CALLER_NUMBER:
+            ok = (
+                request.customer.phone is not None and (IdentifierKind.PHONE, request.customer.phone) in owned
+            )
+            return method, ok, None if ok else "the caller's number is not on the profile"
+        case VerificationMethod.EMAIL_REPLY:
+            ok = (
+                request.customer.email is not None and (IdentifierKind.EMAIL, request.customer.email) in owned
+            )
+            return method, ok, None if ok else "the sender's address is not on the profile"
+        case VerificationMethod.ID_CHECK:
+            value = (reference or "").strip().upper()
+            ok = (IdentifierKind.ID_CARD, value) in owned
+            return method, ok, None if ok else "the ID number does not match the profile"
+        case VerificationMethod.ORDER_NUMBER:
+            order = (reference or "").strip()
+            found = (
+                await session.execute(
+                    sa.select(Purchase.id).where(
+                        Purchase.customer_id == customer.id, Purchase.order_id == order
+                    )
+                )
+            ).first()
+            return method, found is not None, None if found else "no purchase with that order number"
+    raise Problem(422, f"unknown verification method {method}", slug="validation")  # pragma: no cover
+
+
+async def record(
+    session: AsyncSession,
+    request: ContactCreate,
+    *,
+    outbox: Outbox,
+    clock: Clock,
+    external_id: str | None = None,
+) -> Recorded:
+    if external_id is not None:
+        existing = (
+            await session.execute(sa.select(Contact).where(Contact.external_id == external_id))
+        ).scalar_one_or_none()
+        if existing is not None:
+            customer = await session.get(Customer, existing.customer_id)
+            assert customer is not None
+            return Recorded(existing, customer, created=False)
+    customer = await identify(session, request.customer, outbox=outbox, clock=clock)
+    now = clock.now()
+    received_at = request.received_at or now
+    verdict = classify(
+        f"{request.subject}\n{request.body}",
+        await rules.current(session),
+        tier=Tier(customer.tier),
+        kind=request.kind,
+        priority=request.priority,
+    )
+    method, verified, note = await verify(session, customer, request)
+    purchase = (
+        await purchases.by_serial(session, request.product_serial, customer.id)
+        if request.product_serial
+        else None
+    )
+    contact = Contact(
+        customer_id=customer.id,
+        channel=request.channel,
+        kind=verdict.kind,
+        priority=verdict.priority,
+        subject=request.subject,
+        body=request.body,
+        attachments=[a.model_dump() for a in request.attachments],
+        verification_method=method,
+        verified=verified,
+        verification_note=note,
+        purchase_id=purchase.id if purchase else None,
+        external_id=external_id,
+        received_at=received_at,
+        created_at=now,
+    )
+    session.add(contact)
+    await session.flush()
+    product = None
+    if purchase is not None:
+        product = ProductSnapshot(
+            purchase_id=purchase.id,
+            product=purchase.product,
+            model=purchase.model,
+            serial=purchase.serial,
+            in_warranty=purchases.in_warranty(purchase, received_at.date()),
+            warranty_until=purchase.warranty_until,
+        )
+    elif request.product_serial:
+        product = ProductSnapshot(serial=request.product_serial)
+    await outbox.add(
+        session,
+        "intake.contact.received.v1",
+        ContactReceived(
+            contact_id=contact.id,
+            customer=profiles.snapshot(customer),
+            channel=request.channel,
+            kind=verdict.kind,
+            priority=verdict.priority,
+            subject=contact.subject,
+            received_at=received_at,
+            verification=Verification(method=method, verified=verified),
+            product=product,
+        ),
+        subject=str(contact.id),
+    )
+    return Recorded(contact, customer)
+
+
+async def get(session: AsyncSession, contact_id: uuid.UUID) -> Recorded:
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        raise not_found("contact", contact_id)
+    customer = await session.get(Customer, contact.customer_id)
+    assert customer is not None
+    return Recorded(contact, customer)
