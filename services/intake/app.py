@@ -7,9 +7,9 @@ from pathlib import Path
 
 import shared.contracts  # noqa: F401  (registers the event catalogue)
 from services.intake.handlers import handlers
+from services.intake.models import metadata
 from services.intake.routes import contacts, customers
 from services.intake.rules import seed_defaults
-from services.intake.models import metadata
 from shared.app import create_service_app
 from shared.runtime import ServiceDefinition
 

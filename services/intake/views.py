@@ -62,7 +62,7 @@ def customer_out(profile: Profile, *, unmasked: bool) -> CustomerOut:
 async def customers_for(
     session: AsyncSession, profiles: Sequence[Profile], principal: Principal, *, clock: Clock, action: str
 ) -> list[CustomerOut]:
-    """Render profiles for this caller; an unmasked view is written to the audit log in the same transaction."""
+    """Render profiles for this caller; an unmasked view goes to the audit log in the same transaction."""
     unmasked = principal.can(PII_READ)
     if unmasked:
         for profile in profiles:

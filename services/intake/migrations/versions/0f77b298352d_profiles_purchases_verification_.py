@@ -13,7 +13,6 @@ from alembic import op
 
 import shared.db
 
-
 revision: str = "0f77b298352d"
 down_revision: str | None = "1ad470d76b11"
 branch_labels: str | Sequence[str] | None = None
