@@ -211,7 +211,7 @@ async def announce_update(session: AsyncSession, customer: Customer, *, outbox: 
 async def merge(
     session: AsyncSession, winner_id: uuid.UUID, loser_id: uuid.UUID, *, outbox: Outbox, clock: Clock
 ) -> Customer:
-    """Fold a duplicate into another profile: identifiers, purchases and contacts move; the loser points on."""
+    """Fold a duplicate into this profile: identifiers, purchases and contacts move; the loser points on."""
     if winner_id == loser_id:
         raise Problem(422, "A profile cannot be merged into itself.", slug="validation")
     winner = (await load(session, winner_id)).customer
