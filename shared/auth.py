@@ -54,7 +54,15 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "agent": frozenset(_SERVICE_DESK | {"metrics:read"}),
     "supervisor": frozenset(
         _SERVICE_DESK
-        | {"pii:read", "tickets:escalate", "metrics:read", "sla:read", "sla:write", "classification:write"}
+        | {
+            "pii:read",
+            "tickets:escalate",
+            "metrics:read",
+            "sla:read",
+            "sla:write",
+            "classification:write",
+            "webhooks:write",
+        }
     ),
     "engineer": frozenset({"customers:read", "tickets:read", "tickets:write", "contacts:read"}),
     "account_exec": frozenset(_AGENCY),

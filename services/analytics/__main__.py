@@ -1,7 +1,40 @@
-"""`python -m services.analytics [--host H] [--port P]`: run analytics alone."""
+"""`python -m services.analytics [--host H] [--port P]`: run analytics alone.
 
+`python -m services.analytics rebuild [--resume]`: replay the event log into the projections.
+"""
+
+import asyncio
 import sys
 
 from services.cli import main
 
-main(["serve", "--service", "analytics", *sys.argv[1:]])
+
+def _rebuild(resume: bool) -> None:
+    import shared.contracts  # noqa: F401
+    from services.analytics.app import DEFINITION
+    from services.analytics.rebuild import rebuild
+    from shared.clock import SystemClock
+    from shared.db import Database
+    from shared.events import registry
+    from shared.migrations import upgrade
+    from shared.observability import configure_logging
+    from shared.settings import ServiceSettings
+
+    settings = ServiceSettings.for_service("analytics")
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            await upgrade(db, DEFINITION.migrations_dir, service="analytics")
+            return await rebuild(db, registry, SystemClock(), resume=resume)
+        finally:
+            await db.dispose()
+
+    print(f"analytics: rebuilt projections from {asyncio.run(run())} logged event(s)")
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "rebuild":
+    _rebuild("--resume" in sys.argv[2:])
+else:
+    main(["serve", "--service", "analytics", *sys.argv[1:]])

@@ -6,11 +6,28 @@ from functools import partial
 from pathlib import Path
 
 import shared.contracts  # noqa: F401  (registers the event catalogue)
-from services.analytics.api import router
 from services.analytics.handlers import handlers
 from services.analytics.models import metadata
+from services.analytics.routes import metrics, sla, surveys, webhooks
+from services.analytics.webhooks import WebhookDispatcher
 from shared.app import create_service_app
-from shared.runtime import ServiceDefinition
+from shared.runtime import Runtime, ServiceDefinition
+
+
+async def start_webhook_dispatcher(runtime: Runtime) -> None:
+    """Deliver webhooks in the background for as long as the service runs."""
+    dispatcher = WebhookDispatcher(runtime.db, runtime.clock)
+    dispatcher.start()
+    runtime.webhook_dispatcher = dispatcher  # type: ignore[attr-defined]
+    stop = runtime.stop
+
+    # The runtime has no stop hooks; stop deliveries before the database goes away.
+    async def stop_with_dispatcher() -> None:
+        await dispatcher.stop()
+        await stop()
+
+    runtime.stop = stop_with_dispatcher  # type: ignore[method-assign]
+
 
 DEFINITION = ServiceDefinition(
     name="analytics",
@@ -20,11 +37,12 @@ DEFINITION = ServiceDefinition(
         "rate, backlog), satisfaction surveys with honest statistics, agency delivery metrics, and the live "
         "SLA-breach feed for operations."
     ),
-    routers=[router],
+    routers=[metrics.router, surveys.router, sla.router, webhooks.router],
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
     path_prefixes=("metrics", "surveys", "sla", "reports", "webhooks"),
     handlers=handlers,
+    on_start=[start_webhook_dispatcher],
 )
 
 

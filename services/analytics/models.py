@@ -1,4 +1,4 @@
-"""analytics' tables: the append-only event log and the projections read from it."""
+"""analytics' tables: the append-only event log, the projections read from it, surveys, feed, webhooks."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from shared.db import UTCDateTime
+from shared.ids import new_id
 
 
 class AnalyticsModel(SQLModel, registry=registry()):
@@ -18,6 +19,10 @@ class AnalyticsModel(SQLModel, registry=registry()):
 
 
 metadata = AnalyticsModel.metadata
+
+
+def _at(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
 
 
 class EventRecord(AnalyticsModel, table=True):
@@ -34,13 +39,163 @@ class EventRecord(AnalyticsModel, table=True):
     data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
 
 
+class ProjectionCheckpoint(AnalyticsModel, table=True):
+    """How far a rebuild has replayed the log into the projections (a rebuild resumes from here)."""
+
+    __tablename__ = "projection_checkpoints"
+
+    name: str = Field(primary_key=True, max_length=100)
+    last_seq: int = 0
+    started_at: datetime | None = _at()
+    finished_at: datetime | None = _at()
+
+
 class TicketFact(AnalyticsModel, table=True):
-    """One row per ticket, keyed by ticket id so a duplicate or replayed event cannot count twice."""
+    """One row per ticket, merged from its lifecycle events in any order (the highest snapshot wins)."""
 
     __tablename__ = "ticket_facts"
+    __table_args__ = (Index("ix_ticket_facts_created_kind_priority", "created_at", "kind", "priority"),)
 
     ticket_id: uuid.UUID = Field(primary_key=True)
+    version: int = 0
     kind: str = Field(max_length=20, index=True)
     priority: str = Field(max_length=20)
     channel: str = Field(max_length=20)
+    status: str = Field(default="new", max_length=30)
+    category: str | None = Field(default=None, max_length=200)
+    customer_id: uuid.UUID | None = None
+    customer_tier: str = Field(default="standard", max_length=20)
+    assignee: str | None = Field(default=None, max_length=200, index=True)
+    group: str | None = Field(default=None, max_length=200)
+    policy_name: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    first_response_at: datetime | None = _at()
+    resolved_at: datetime | None = _at(index=True)
+    reopened_at: datetime | None = _at()
+    closed_at: datetime | None = _at()
+    reopen_count: int = 0
+    reopens_seen: int = 0
+    public_replies: int | None = None
+    first_response_seconds: float | None = None
+    first_response_business_seconds: float | None = None
+    resolution_seconds: float | None = None
+    resolution_business_seconds: float | None = None
+
+
+class SlaEvent(AnalyticsModel, table=True):
+    """SLA outcomes (warning, breach, met): the operations feed and the SLA-achievement projection."""
+
+    __tablename__ = "sla_events"
+    __table_args__ = (Index("ix_sla_events_ticket_clock", "ticket_id", "metric", "cycle"),)
+
+    seq: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=200, unique=True)
+    outcome: str = Field(max_length=10, index=True)  # warning | breach | met
+    ticket_id: uuid.UUID
+    metric: str = Field(max_length=30)
+    cycle: int = 1
+    policy_id: uuid.UUID | None = None
+    policy_name: str | None = Field(default=None, max_length=200)
+    target_seconds: int = 0
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    late: bool = False
+    elapsed_seconds: int | None = None
+    kind: str = Field(max_length=20)
+    priority: str = Field(max_length=20)
+    channel: str = Field(max_length=20)
+    assignee: str | None = Field(default=None, max_length=200)
+    group: str | None = Field(default=None, max_length=200)
+
+
+class Survey(AnalyticsModel, table=True):
+    """A satisfaction survey: one per resolution of a ticket, or per client presentation decided."""
+
+    __tablename__ = "surveys"
+    __table_args__ = (UniqueConstraint("origin_key", name="uq_surveys_origin_key"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    origin_key: str = Field(max_length=200)  # the business identity that made it (no duplicate surveys)
+    ticket_id: uuid.UUID | None = Field(default=None, index=True)
+    customer_id: uuid.UUID | None = None
+    client_id: uuid.UUID | None = Field(default=None, index=True)
+    proposal_id: uuid.UUID | None = None
+    kind: str | None = Field(default=None, max_length=20)
+    priority: str | None = Field(default=None, max_length=20)
+    channel: str | None = Field(default=None, max_length=20)
+    group: str | None = Field(default=None, max_length=200)
+    assignee: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    answered_at: datetime | None = _at()
+    invalidated_at: datetime | None = _at()
+    csat: int | None = None
+    nps: int | None = None
+    ces: int | None = None
+    comment: str | None = Field(default=None, max_length=5000)
+
+
+class BriefFact(AnalyticsModel, table=True):
+    """One row per brief: first submission, approval, returns and proposal rounds."""
+
+    __tablename__ = "brief_facts"
+
+    brief_id: uuid.UUID = Field(primary_key=True)
+    client_id: uuid.UUID = Field(index=True)
+    type: str = Field(max_length=20)
+    first_submitted_at: datetime | None = _at()
+    approved_at: datetime | None = _at()
+    last_submitted_at: datetime | None = _at()
+    returns: int = 0
+    client_rounds: int = 0
+    first_client_decision: str | None = Field(default=None, max_length=20)
+    first_client_round: int | None = None
+
+
+class MilestoneFact(AnalyticsModel, table=True):
+    """A missed milestone, by client (on-time rate needs the due ones too; see docs/analytics.md)."""
+
+    __tablename__ = "milestone_facts"
+
+    milestone_id: uuid.UUID = Field(primary_key=True)
+    client_id: uuid.UUID = Field(index=True)
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    detected_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Webhook(AnalyticsModel, table=True):
+    """An operator's subscription of a URL to breach and warning events."""
+
+    __tablename__ = "webhooks"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    url: str = Field(max_length=2000)
+    secret: str = Field(max_length=200)  # needed in clear to sign; shown once at creation
+    events: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    active: bool = True
+    created_by: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class WebhookDelivery(AnalyticsModel, table=True):
+    """One feed item to one webhook: attempted until a 2xx or the retry budget is spent."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "feed_seq", name="uq_webhook_deliveries_item"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    webhook_id: uuid.UUID = Field(foreign_key="webhooks.id", index=True)
+    feed_seq: int
+    event_type: str = Field(max_length=50)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", max_length=20)  # pending | delivered | failed
+    attempts: int = 0
+    next_attempt_at: datetime | None = _at()
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    delivered_at: datetime | None = _at()

@@ -1,0 +1,343 @@
+"""Ticket KPIs: volumes, backlog, response and resolution percentiles, SLA achievement, breakdowns.
+
+Percentiles come from DDSketch (1 % relative accuracy): one sketch per bucket, merged for the totals, so a
+bucket's figures and the period's figures come from the same mergeable summaries.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from ddsketch import DDSketch
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.analytics.buckets import Grain, bucket_start, bucket_starts, local_midnight
+from services.analytics.models import SlaEvent, TicketFact
+from services.analytics.statistics import merged, quantiles, sketch_of
+
+_DONE = ("resolved", "closed")
+
+
+@dataclass(frozen=True)
+class TicketFilters:
+    kind: str | None = None
+    priority: str | None = None
+    channel: str | None = None
+    group: str | None = None
+    agent: str | None = None
+    policy: str | None = None
+    category: str | None = None
+    customer_tier: str | None = None
+
+    def active(self) -> dict[str, str]:
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+
+    def on_facts(self) -> list[sa.ColumnElement[bool]]:
+        columns = {
+            "kind": TicketFact.kind,
+            "priority": TicketFact.priority,
+            "channel": TicketFact.channel,
+            "group": TicketFact.group,
+            "agent": TicketFact.assignee,
+            "policy": TicketFact.policy_name,
+            "category": TicketFact.category,
+            "customer_tier": TicketFact.customer_tier,
+        }
+        return [columns[name] == value for name, value in self.active().items()]  # type: ignore[misc]
+
+    def on_sla(self) -> list[sa.ColumnElement[bool]]:
+        columns = {
+            "kind": SlaEvent.kind,
+            "priority": SlaEvent.priority,
+            "channel": SlaEvent.channel,
+            "group": SlaEvent.group,
+            "agent": SlaEvent.assignee,
+            "policy": SlaEvent.policy_name,
+        }
+        clauses: list[sa.ColumnElement[bool]] = []
+        for name, value in self.active().items():
+            if name in columns:
+                clauses.append(columns[name] == value)  # type: ignore[arg-type]
+            else:  # ticket attributes the SLA rows do not carry
+                column = TicketFact.category if name == "category" else TicketFact.customer_tier
+                clauses.append(
+                    SlaEvent.ticket_id.in_(sa.select(TicketFact.ticket_id).where(column == value))  # type: ignore[attr-defined]
+                )
+        return clauses
+
+
+def _rate(numerator: int, n: int) -> dict[str, Any]:
+    return {"value": round(numerator / n, 4) if n else None, "n": n}
+
+
+def _durations(sketches: dict[str, DDSketch]) -> dict[str, Any]:
+    return {
+        time_kind: {**quantiles(sketch), "n": int(sketch.count), "unit": "seconds"}
+        for time_kind, sketch in sketches.items()
+    }
+
+
+class _Sketches:
+    """Calendar and business sketches of one duration, per bucket."""
+
+    def __init__(self) -> None:
+        self.values: dict[date, dict[str, list[float]]] = defaultdict(
+            lambda: {"calendar": [], "business": []}
+        )
+
+    def add(self, bucket: date, calendar: float | None, business: float | None) -> None:
+        if calendar is not None:
+            self.values[bucket]["calendar"].append(calendar)
+        if business is not None:
+            self.values[bucket]["business"].append(business)
+
+    def per_bucket(self) -> dict[date, dict[str, DDSketch]]:
+        return {b: {k: sketch_of(v) for k, v in kinds.items()} for b, kinds in self.values.items()}
+
+
+def _empty_sketches() -> dict[str, DDSketch]:
+    return {"calendar": sketch_of(()), "business": sketch_of(())}
+
+
+def _sla_clocks(rows: Iterable[Any]) -> dict[tuple[Any, str, int], Any]:
+    """The outcome of each SLA clock (ticket, metric, cycle): a breach outweighs a later `met`."""
+    clocks: dict[tuple[Any, str, int], Any] = {}
+    for row in rows:
+        if row.outcome == "warning":
+            continue
+        key = (row.ticket_id, row.metric, row.cycle)
+        if key not in clocks or row.outcome == "breach":
+            clocks[key] = row
+    return clocks
+
+
+class _Fold:
+    """Accumulates rows into bucket counters, sketches and per-agent / per-group figures."""
+
+    def __init__(self, grain: Grain, tz: ZoneInfo) -> None:
+        self.grain, self.tz = grain, tz
+        self.created: Counter[date] = Counter()
+        self.resolved: Counter[date] = Counter()
+        self.response = _Sketches()
+        self.resolution = _Sketches()
+        self.categories: Counter[str] = Counter()
+        self.people: dict[str, dict[str, dict[str, Any]]] = {"agent": {}, "group": {}}
+        self.reopened = self.one_touch = self.touched = 0
+        self.sla_by_bucket: dict[date, Counter[str]] = defaultdict(Counter)
+        self.sla_totals: dict[str, Counter[str]] = defaultdict(Counter)
+        self.breaches_by: dict[str, Counter[str]] = {
+            d: Counter() for d in ("policy", "kind", "priority", "channel", "group", "agent")
+        }
+
+    def _people(self, agent: str | None, group: str | None) -> list[dict[str, Any]]:
+        out = []
+        for dimension, key in (("agent", agent), ("group", group)):
+            if key is not None:
+                out.append(self.people[dimension].setdefault(key, Counter({"frt": [], "res": []})))
+        return out
+
+    def created_row(self, row: Any) -> None:
+        bucket = bucket_start(row.created_at, self.grain, self.tz)
+        self.created[bucket] += 1
+        self.response.add(bucket, row.first_response_seconds, row.first_response_business_seconds)
+        if row.kind == "complaint":
+            self.categories[row.category or "uncategorised"] += 1
+        for p in self._people(row.assignee, row.group):
+            p["created"] += 1
+            if row.first_response_seconds is not None:
+                p["frt"].append(row.first_response_seconds)
+
+    def resolved_row(self, row: Any) -> None:
+        bucket = bucket_start(row.resolved_at, self.grain, self.tz)
+        done = row.status in _DONE
+        if done:
+            self.resolved[bucket] += 1
+            self.resolution.add(bucket, row.resolution_seconds, row.resolution_business_seconds)
+        was_reopened = row.reopen_count > 0
+        is_one_touch = done and row.public_replies == 1 and not was_reopened
+        is_touched = done and (row.public_replies or 0) >= 1
+        self.reopened += was_reopened
+        self.one_touch += is_one_touch
+        self.touched += is_touched
+        for p in self._people(row.assignee, row.group):
+            p["resolved"] += done
+            p["resolutions"] += 1
+            p["reopened"] += was_reopened
+            p["one_touch"] += is_one_touch
+            p["touched"] += is_touched
+            if done and row.resolution_seconds is not None:
+                p["res"].append(row.resolution_seconds)
+
+    def sla_clock(self, row: Any) -> None:
+        outcome = "breached" if row.outcome == "breach" else "met"
+        self.sla_totals[row.metric][outcome] += 1
+        self.sla_by_bucket[bucket_start(row.occurred_at, self.grain, self.tz)][f"{row.metric}:{outcome}"] += 1
+        for p in self._people(row.assignee, row.group):
+            p[outcome] += 1
+        if outcome == "breached":
+            for dimension, value in (
+                ("policy", row.policy_name),
+                ("kind", row.kind),
+                ("priority", row.priority),
+                ("channel", row.channel),
+                ("group", row.group),
+                ("agent", row.assignee),
+            ):
+                self.breaches_by[dimension][value or "none"] += 1
+
+
+async def ticket_kpis(
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    grain: Grain,
+    tz: ZoneInfo,
+    filters: TicketFilters,
+    top: int = 10,
+) -> dict[str, Any]:
+    """Every ticket KPI for [since, until), bucketed by `grain` in `tz`."""
+    where = filters.on_facts()
+    starts = bucket_starts(since, until, grain, tz)
+
+    created_rows = (
+        await session.execute(
+            sa.select(
+                TicketFact.created_at,
+                TicketFact.kind,
+                TicketFact.category,
+                TicketFact.assignee,
+                TicketFact.group,
+                TicketFact.first_response_seconds,
+                TicketFact.first_response_business_seconds,
+            ).where(TicketFact.created_at >= since, TicketFact.created_at < until, *where)
+        )
+    ).all()
+    resolved_rows = (
+        await session.execute(
+            sa.select(
+                TicketFact.resolved_at,
+                TicketFact.status,
+                TicketFact.assignee,
+                TicketFact.group,
+                TicketFact.reopen_count,
+                TicketFact.public_replies,
+                TicketFact.resolution_seconds,
+                TicketFact.resolution_business_seconds,
+            ).where(TicketFact.resolved_at >= since, TicketFact.resolved_at < until, *where)
+        )
+    ).all()
+    open_before = (
+        await session.execute(
+            sa.select(
+                sa.func.count().filter(TicketFact.created_at < since),
+                sa.func.count().filter(TicketFact.resolved_at < since, TicketFact.status.in_(_DONE)),
+            ).where(*where)
+        )
+    ).one()
+    sla_rows = (
+        (
+            await session.execute(
+                sa.select(SlaEvent).where(
+                    SlaEvent.occurred_at >= since, SlaEvent.occurred_at < until, *filters.on_sla()
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+
+    fold = _Fold(grain, tz)
+    for row in created_rows:
+        fold.created_row(row)
+    for row in resolved_rows:
+        fold.resolved_row(row)
+    for row in _sla_clocks(sla_rows).values():
+        fold.sla_clock(row)
+    created, resolved, response, resolution = fold.created, fold.resolved, fold.response, fold.resolution
+    reopened, one_touch, touched = fold.reopened, fold.one_touch, fold.touched
+    sla_by_bucket, sla_totals, breaches_by = fold.sla_by_bucket, fold.sla_totals, fold.breaches_by
+    categories, people = fold.categories, fold.people
+
+    response_sketches = response.per_bucket()
+    resolution_sketches = resolution.per_bucket()
+    backlog = open_before[0] - open_before[1]
+    buckets = []
+    for start in starts:
+        backlog += created[start] - resolved[start]
+        counts = sla_by_bucket.get(start, Counter())
+        buckets.append(
+            {
+                "start": local_midnight(start, tz).isoformat(),
+                "created": created[start],
+                "resolved": resolved[start],
+                "backlog": backlog,
+                "first_response": _durations(response_sketches.get(start, _empty_sketches())),
+                "resolution": _durations(resolution_sketches.get(start, _empty_sketches())),
+                "sla_achievement": {
+                    metric: _rate(
+                        counts[f"{metric}:met"], counts[f"{metric}:met"] + counts[f"{metric}:breached"]
+                    )
+                    for metric in ("first_response", "resolution")
+                },
+            }
+        )
+
+    def total(sketches: dict[date, dict[str, DDSketch]]) -> dict[str, Any]:
+        return _durations({k: merged([s[k] for s in sketches.values()]) for k in ("calendar", "business")})
+
+    return {
+        "totals": {
+            "created": sum(created.values()),
+            "resolved": sum(resolved.values()),
+            "backlog_at_end": backlog,
+            "first_response": total(response_sketches),
+            "resolution": total(resolution_sketches),
+            "reopen_rate": _rate(reopened, len(resolved_rows)),
+            "one_touch_resolution_rate": _rate(one_touch, touched),
+        },
+        "buckets": buckets,
+        "sla": {
+            metric: {
+                "met": sla_totals[metric]["met"],
+                "breached": sla_totals[metric]["breached"],
+                "achievement": _rate(
+                    sla_totals[metric]["met"], sla_totals[metric]["met"] + sla_totals[metric]["breached"]
+                ),
+            }
+            for metric in ("first_response", "next_response", "resolution")
+        },
+        "breaches_by": {
+            dimension: [{"key": key, "count": count} for key, count in counter.most_common()]
+            for dimension, counter in breaches_by.items()
+        },
+        "top_complaint_categories": [{"category": c, "count": n} for c, n in categories.most_common(top)],
+        "by_agent": _performance(people["agent"], "agent"),
+        "by_group": _performance(people["group"], "group"),
+    }
+
+
+def _performance(rows: dict[str, dict[str, Any]], label: str) -> list[dict[str, Any]]:
+    """Per-agent or per-group figures for performance reviews, busiest first."""
+    out = []
+    for key, p in sorted(rows.items(), key=lambda item: (-item[1]["resolved"], item[0])):
+        out.append(
+            {
+                label: key,
+                "created": p["created"],
+                "resolved": p["resolved"],
+                "first_response_calendar": {**quantiles(sketch_of(p["frt"]), (0.5, 0.9)), "n": len(p["frt"])},
+                "resolution_calendar": {**quantiles(sketch_of(p["res"]), (0.5, 0.9)), "n": len(p["res"])},
+                "reopen_rate": _rate(p["reopened"], p["resolutions"]),
+                "one_touch_resolution_rate": _rate(p["one_touch"], p["touched"]),
+                "sla_achievement": _rate(p["met"], p["met"] + p["breached"]),
+                "sla_breaches": p["breached"],
+            }
+        )
+    return out

@@ -1,0 +1,1 @@
+"""analytics' HTTP routes, one module per resource."""

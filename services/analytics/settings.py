@@ -1,0 +1,31 @@
+"""analytics' own settings (`ANALYTICS_*`): reporting calendar, survey expiry, minimum sample size."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AnalyticsSettings(BaseSettings):
+    """Read once from the environment; the platform-wide settings stay in `shared.settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="ANALYTICS_", extra="ignore")
+
+    # Segments with fewer answers than this are reported as insufficient, not as a number.
+    min_segment_n: int = Field(default=30, ge=1)
+    survey_ttl_days: int = Field(default=28, ge=1)
+    # The reporting calendar for "business time" figures: working days of the Chinese statutory
+    # calendar (with make-up days) and these opening intervals, in this time zone.
+    business_time_zone: str = "Asia/Shanghai"
+    business_hours: list[tuple[str, str]] = [("09:00", "12:00"), ("13:00", "18:00")]
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_delays_seconds: list[float] = [1.0, 5.0, 30.0, 120.0, 600.0]
+    webhook_poll_seconds: float = Field(default=0.5, gt=0)
+    feed_poll_seconds: float = Field(default=0.5, gt=0)
+
+
+@lru_cache(maxsize=1)
+def analytics_settings() -> AnalyticsSettings:
+    return AnalyticsSettings()
