@@ -6,10 +6,19 @@ from functools import partial
 from pathlib import Path
 
 import shared.contracts  # noqa: F401  (registers the event catalogue)
-from services.briefs.api import router
-from services.briefs.models import metadata
+from services.briefs import api, api_briefs, api_work, brief_service
+from services.briefs.models import metadata, timers
+from services.briefs.scheduled import timer_handlers
 from shared.app import create_service_app
-from shared.runtime import ServiceDefinition
+from shared.runtime import Runtime, ServiceDefinition
+from shared.timers import TimerSetup
+
+
+async def seed_signoff_rules(runtime: Runtime) -> None:
+    """The default required sign-offs per brief type, where the agency has not set its own."""
+    async with runtime.db.transaction() as session:
+        await brief_service.seed_signoff_rules(session, clock=runtime.clock)
+
 
 DEFINITION = ServiceDefinition(
     name="briefs",
@@ -19,10 +28,13 @@ DEFINITION = ServiceDefinition(
         "briefs with role sign-offs, proposal rounds and client decisions, traffic (milestones and "
         "deadlines), cost estimates with written client confirmation, meeting and weekly status reports."
     ),
-    routers=[router],
+    # Milestone routes under /v1/briefs/milestones come before /v1/briefs/{id} inside api_briefs.
+    routers=[api.router, api_briefs.router, api_work.proposals, api_work.estimates, api_work.meetings],
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
     path_prefixes=("clients", "briefs", "proposals", "estimates", "meetings"),
+    on_start=(seed_signoff_rules,),
+    timers=TimerSetup(table=timers, handlers=timer_handlers),
 )
 
 

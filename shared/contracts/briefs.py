@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 
 from pydantic import Field
@@ -107,3 +108,18 @@ class MilestoneMissed(EventData):
     late: bool = Field(
         default=False, description="Detected after the fact (the service was down at the time)."
     )
+
+
+@registry.register("briefs.estimate.confirmed.v1", "The client confirmed a cost estimate version in writing.")
+class EstimateConfirmed(EventData):
+    estimate_id: uuid.UUID
+    client_id: uuid.UUID
+    brief_id: uuid.UUID | None = None
+    version: int = Field(ge=1)
+    digest: str = Field(description="SHA-256 of the confirmed version's currency and line items.")
+    total: Decimal = Field(description="The confirmed total, exact (a decimal string on the wire).")
+    currency: str = Field(default="CNY", min_length=3, max_length=3)
+    confirmed_by: str = Field(description="The client's signatory.")
+    confirmed_at: datetime
+    method: str = Field(description="signed_document, email, letter, fax or wechat.")
+    recorded_by: str
