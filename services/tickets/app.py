@@ -6,11 +6,22 @@ from functools import partial
 from pathlib import Path
 
 import shared.contracts  # noqa: F401  (registers the event catalogue)
+from services.tickets import handlers as event_handlers
 from services.tickets.api import router
-from services.tickets.handlers import handlers
-from services.tickets.models import metadata
+from services.tickets.api_sla import router as sla_router
+from services.tickets.models import metadata, timers
+from services.tickets.scheduled import timer_handlers
+from services.tickets.seeds import seed_defaults
 from shared.app import create_service_app
-from shared.runtime import ServiceDefinition
+from shared.runtime import Runtime, ServiceDefinition
+from shared.timers import TimerSetup
+
+
+async def _start(runtime: Runtime) -> None:
+    assert runtime.timers is not None
+    event_handlers.TIMERS["tickets"] = runtime.timers
+    await seed_defaults(runtime)
+
 
 DEFINITION = ServiceDefinition(
     name="tickets",
@@ -20,11 +31,13 @@ DEFINITION = ServiceDefinition(
         "service and follow-up visits, with the SLA engine timing first response and resolution. Opens a "
         "ticket for every complaint, repair or inquiry contact intake records; publishes `tickets.*` events."
     ),
-    routers=[router],
+    routers=[router, sla_router],
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
     path_prefixes=("tickets", "sla-policies", "calendars"),
-    handlers=handlers,
+    handlers=event_handlers.handlers,
+    on_start=(_start,),
+    timers=TimerSetup(table=timers, handlers=timer_handlers),
 )
 
 

@@ -46,6 +46,8 @@ class TicketSnapshot(EventData):
     assignee: str | None = None
     group: str | None = None
     created_at: datetime
+    escalation_level: int = Field(default=0, ge=0)
+    sla_breached: bool = Field(default=False, description="Some SLA clock of this ticket breached.")
 
 
 class SlaTarget(EventData):
@@ -130,6 +132,13 @@ class SlaOutcome(EventData):
     target_seconds: int = Field(ge=0)
     due_at: datetime
     cycle: int = Field(default=1, ge=1, description="Resolution restarts a cycle on every reopen.")
+    business_seconds: int | None = Field(
+        default=None, description="Open (calendar business) time the clock had run at this outcome."
+    )
+    calendar_seconds: int | None = Field(
+        default=None, description="Wall-clock time since the clock started, pauses included."
+    )
+    calendar_id: uuid.UUID | None = None
 
 
 @registry.register("tickets.sla.warning.v1", "An SLA clock reached its warning threshold.")
@@ -148,3 +157,10 @@ class SlaBreached(SlaOutcome):
 class SlaMet(SlaOutcome):
     met_at: datetime
     elapsed_seconds: int = Field(ge=0, description="Business time the clock ran.")
+
+
+@registry.register("tickets.follow_up.due.v1", "A resolved ticket's follow-up visit (回访) is due.")
+class FollowUpDue(EventData):
+    ticket: TicketSnapshot
+    due_at: datetime
+    resolved_at: datetime | None = None
