@@ -72,15 +72,12 @@ async def verify(
 ) -> tuple[VerificationMethod, bool, str | None]:
     """Check what the agent says they checked against the profile; record a failure rather than refuse."""
     method, reference = request.verification.method, request.verification.reference
-    owned = set(
-        (
-            await session.execute(
-                sa.select(CustomerIdentifier.kind, CustomerIdentifier.value).where(
-                    CustomerIdentifier.customer_id == customer.id
-                )
-            )
-        ).tuples()
+    rows = await session.execute(
+        sa.select(CustomerIdentifier.kind, CustomerIdentifier.value).where(
+            CustomerIdentifier.customer_id == customer.id
+        )
     )
+    owned = {(kind, value) for kind, value in rows}
     match method:
         case VerificationMethod.NONE:
             return method, False, None

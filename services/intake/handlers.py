@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
+import sqlalchemy as sa
 from pydantic import ValidationError
 
 import shared.contracts  # noqa: F401  (registers the catalogue)
 from services.intake import contacts, profiles, purchases
 from services.intake.identifiers import IdentifierKind, normalise
+from services.intake.models import CustomerIdentifier
 from services.intake.schemas import ContactCreate, ContactCustomer, PurchaseCreate
 from shared.consumer import EventHandlers, HandlerContext
 from shared.contracts.common import Tier
@@ -32,7 +36,12 @@ async def upsert_from_crm(ctx: HandlerContext, crm: CrmCustomerUpserted) -> None
     keys = [(IdentifierKind.EXTERNAL_ID, crm.external_id)]
     keys += [(IdentifierKind.PHONE, p) for p in phones] + [(IdentifierKind.EMAIL, e) for e in emails]
     try:
-        customer = await profiles.find(ctx.session, keys)
+        customer = await profiles.find(ctx.session, keys[:1]) or await profiles.find(ctx.session, keys[1:])
+        if customer is not None and await _known_under_another_crm_id(ctx, customer.id, crm.external_id):
+            raise InvalidEvent(
+                f"cannot apply CRM record {crm.external_id}: its phone or e-mail belongs to customer "
+                f"{customer.id}, who has another CRM id; merge the records in the CRM or in Kefu, then replay"
+            )
         if customer is None:
             await profiles.create_minimal(
                 ctx.session,
@@ -60,6 +69,17 @@ async def upsert_from_crm(ctx: HandlerContext, crm: CrmCustomerUpserted) -> None
         ctx.session.add(customer)
         await ctx.session.flush()
         await profiles.announce_update(ctx.session, customer, outbox=ctx.outbox)
+
+
+async def _known_under_another_crm_id(ctx: HandlerContext, customer_id: uuid.UUID, external_id: str) -> bool:
+    ids = await ctx.session.execute(
+        sa.select(CustomerIdentifier.value).where(
+            CustomerIdentifier.customer_id == customer_id,
+            CustomerIdentifier.kind == IdentifierKind.EXTERNAL_ID,
+        )
+    )
+    known = set(ids.scalars())
+    return bool(known) and external_id not in known
 
 
 @handlers.on("sales.purchase.recorded.v1")

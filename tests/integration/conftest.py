@@ -135,16 +135,15 @@ class Cluster:
 def service_settings(
     service: str, databases: dict[str, str], broker: Broker, **overrides: Any
 ) -> ServiceSettings:
-    return ServiceSettings.for_service(
-        service,
-        database_url=databases[service],
-        amqp_url=overrides.pop("amqp_url", broker.url),
-        exchange=broker.exchange,
-        queue_prefix=broker.prefix,
-        retry_delays_ms=[50, 100],
-        outbox_poll_seconds=0.2,
-        **overrides,
-    )
+    options: dict[str, Any] = {
+        "database_url": databases[service],
+        "amqp_url": broker.url,
+        "exchange": broker.exchange,
+        "queue_prefix": broker.prefix,
+        "retry_delays_ms": [50, 100],
+        "outbox_poll_seconds": 0.2,
+    }
+    return ServiceSettings.for_service(service, **{**options, **overrides})
 
 
 @pytest.fixture

@@ -53,7 +53,9 @@ async def test_two_relays_never_publish_the_same_row(db: Database) -> None:
                 await outbox.add(session, "test.meter.read.v1", MeterRead(n=n))
 
     relays = [
-        OutboxRelay(service=f"replica-{i}", db=db, transport=bus, outbox=outbox, clock=SystemClock(), batch_size=50)
+        OutboxRelay(
+            service=f"replica-{i}", db=db, transport=bus, outbox=outbox, clock=SystemClock(), batch_size=50
+        )
         for i in range(2)
     ]
     results = await asyncio.gather(*(relay.publish_batch() for relay in relays for _ in range(30)))
