@@ -1,4 +1,4 @@
-"""The sign-off, proposal-round and estimate workflows as plain state machines: every legal and illegal move."""
+"""Sign-off, proposal rounds and estimates as plain state machines: every legal and illegal move."""
 
 from __future__ import annotations
 
@@ -82,9 +82,9 @@ def test_every_action_in_every_state_is_allowed_or_refused_with_the_allowed_list
 ) -> None:
     state = SignOffState(status, 1, DIRECTORS)
     moves = {
-        BriefAction.EDIT: lambda: state.edit(),
+        BriefAction.EDIT: state.edit,
         BriefAction.SUBMIT: lambda: state.submit(DIRECTORS),
-        BriefAction.WITHDRAW: lambda: state.withdraw(),
+        BriefAction.WITHDRAW: state.withdraw,
         BriefAction.SIGN: lambda: state.sign("account_director"),
         BriefAction.RETURN: lambda: state.give_back({"account_director"}),
     }
@@ -103,15 +103,15 @@ def test_submitting_needs_at_least_one_role() -> None:
 
 # --- proposal rounds ---
 
-I, C = ProposalStage.INTERNAL, ProposalStage.CLIENT
+INT, C = ProposalStage.INTERNAL, ProposalStage.CLIENT
 D = RoundStatus.DECIDED
 
 
 @pytest.mark.parametrize(
     ("stage", "decision", "follow_up", "outcome"),
     [
-        (I, ProposalDecision.APPROVED, None, Outcome.TO_CLIENT),
-        (I, ProposalDecision.SENT_BACK, None, Outcome.NEXT_ROUND),
+        (INT, ProposalDecision.APPROVED, None, Outcome.TO_CLIENT),
+        (INT, ProposalDecision.SENT_BACK, None, Outcome.NEXT_ROUND),
         (C, ProposalDecision.APPROVED, None, Outcome.EXECUTION),
         (C, ProposalDecision.REVISE, None, Outcome.NEXT_ROUND),
         (C, ProposalDecision.REJECTED, RejectionFollowUp.REDO, Outcome.NEXT_ROUND),
@@ -127,8 +127,8 @@ def test_legal_decisions_and_what_they_lead_to(
 @pytest.mark.parametrize(
     ("stage", "decision", "follow_up"),
     [
-        (I, ProposalDecision.REVISE, None),
-        (I, ProposalDecision.REJECTED, RejectionFollowUp.REDO),
+        (INT, ProposalDecision.REVISE, None),
+        (INT, ProposalDecision.REJECTED, RejectionFollowUp.REDO),
         (C, ProposalDecision.SENT_BACK, None),
         (C, ProposalDecision.REJECTED, None),
         (C, ProposalDecision.APPROVED, RejectionFollowUp.REDO),
@@ -156,10 +156,10 @@ def test_only_a_prepared_round_is_presented() -> None:
 
 
 def test_round_numbering_follows_the_history() -> None:
-    assert rounds.next_round_number(I, []) == 1
+    assert rounds.next_round_number(INT, []) == 1
     with pytest.raises(IllegalTransition):
         rounds.next_round_number(C, [])  # no approved internal round yet
-    internal_ok = Round(I, 1, D, ProposalDecision.APPROVED)
+    internal_ok = Round(INT, 1, D, ProposalDecision.APPROVED)
     assert rounds.next_round_number(C, [internal_ok]) == 1
     revised = Round(C, 1, D, ProposalDecision.REVISE)
     assert rounds.next_round_number(C, [internal_ok, revised]) == 2
@@ -177,7 +177,7 @@ def test_round_numbering_follows_the_history() -> None:
 )
 def test_no_new_client_round_while_one_is_open_after_approval_or_after_termination(last: Round) -> None:
     with pytest.raises(IllegalTransition):
-        rounds.next_round_number(C, [Round(I, 1, D, ProposalDecision.APPROVED), last])
+        rounds.next_round_number(C, [Round(INT, 1, D, ProposalDecision.APPROVED), last])
 
 
 # --- estimates ---
