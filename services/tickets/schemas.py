@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.tickets.policies import DEFAULT_LADDER
 from shared.contracts.common import Channel, ContactKind, Priority, Tier
 
 Text = Field(min_length=1, max_length=20_000)
@@ -229,7 +230,11 @@ class PolicyIn(Body):
             m: ["waiting_customer"] for m in ("first_response", "next_response", "resolution")
         }
     )
-    escalation: list[EscalationStep] = Field(default_factory=list, max_length=10)
+    escalation: list[EscalationStep] = Field(
+        default_factory=lambda: [EscalationStep(**step) for step in DEFAULT_LADDER],
+        max_length=10,
+        description="One step per escalation; a breach past the last step repeats it.",
+    )
     follow_up_after_seconds: int = Field(default=3 * 86_400, ge=0)
 
     @model_validator(mode="after")
