@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.briefs import service, traffic
-from services.briefs.models import Meeting
+from services.briefs.models import Brief, Meeting
 from services.briefs.schemas_work import (
     ActionItemOut,
     Attendee,
@@ -30,6 +30,10 @@ async def record(
 ) -> Meeting:
     """Issue a meeting report; each action item becomes a milestone for its owner."""
     await service.active_client(session, request.client_id)
+    if request.brief_id is not None:
+        brief = await session.get(Brief, request.brief_id)
+        if brief is None or brief.client_id != request.client_id:
+            raise Problem(422, "brief_id must be a brief of the same client.", slug="mismatch")
     now = clock.now()
     if request.held_at > now:
         raise Problem(

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.briefs import brief_service, rounds, service
 from services.briefs.models import Proposal
-from services.briefs.rounds import InvalidDecision, Outcome, Round, RoundStatus
+from services.briefs.rounds import InvalidDecision, Round, RoundOutcome, RoundStatus
 from services.briefs.schemas import DecisionIn, ProposalCreate
 from services.briefs.signoff import BriefStatus, IllegalTransition
 from shared.clock import Clock
@@ -117,7 +117,7 @@ async def decide(
     actor: str,
     outbox: Outbox,
     clock: Clock,
-) -> tuple[Proposal, Outcome]:
+) -> tuple[Proposal, RoundOutcome]:
     """Record a decision; the client's approval starts execution, rejected+terminate ends the engagement."""
     proposal = await get_round(session, proposal_id)
     stage = ProposalStage(proposal.stage)
@@ -133,11 +133,11 @@ async def decide(
     proposal.follow_up = request.follow_up.value if request.follow_up else None
     proposal.decided_by, proposal.decided_at, proposal.comments = actor, now, request.comments
     proposal.version += 1
-    if outcome is Outcome.EXECUTION:
+    if outcome is RoundOutcome.EXECUTION:
         brief = await brief_service.get_brief(session, proposal.brief_id)
         brief.execution_started_at = now
         brief.version += 1
-    elif outcome is Outcome.ENGAGEMENT_ENDED:
+    elif outcome is RoundOutcome.ENGAGEMENT_ENDED:
         client = await service.get_client(session, proposal.client_id)
         reason = f"Client rejected proposal round {proposal.round} and ended the engagement."
         await service.end_engagement(session, client, reason=request.comments or reason, at=now)

@@ -22,7 +22,7 @@ DECISIONS_BY_STAGE: dict[ProposalStage, tuple[ProposalDecision, ...]] = {
 }
 
 
-class Outcome(StrEnum):
+class RoundOutcome(StrEnum):
     """What a decision leads to."""
 
     NEXT_ROUND = "next_round"
@@ -59,7 +59,7 @@ def decide(
     status: RoundStatus,
     decision: ProposalDecision,
     follow_up: RejectionFollowUp | None,
-) -> Outcome:
+) -> RoundOutcome:
     if status is not RoundStatus.PRESENTED:
         raise IllegalTransition(
             f"A {status} round cannot be decided; it must be presented first.", allowed_actions(status)
@@ -70,12 +70,14 @@ def decide(
     if decision is ProposalDecision.REJECTED:
         if follow_up is None:
             raise InvalidDecision("A rejection needs a follow_up: redo or terminate.")
-        return Outcome.NEXT_ROUND if follow_up is RejectionFollowUp.REDO else Outcome.ENGAGEMENT_ENDED
+        return (
+            RoundOutcome.NEXT_ROUND if follow_up is RejectionFollowUp.REDO else RoundOutcome.ENGAGEMENT_ENDED
+        )
     if follow_up is not None:
         raise InvalidDecision("Only a rejection takes a follow_up.")
     if decision is ProposalDecision.APPROVED:
-        return Outcome.TO_CLIENT if stage is ProposalStage.INTERNAL else Outcome.EXECUTION
-    return Outcome.NEXT_ROUND  # sent back, or partially approved: revise and present again
+        return RoundOutcome.TO_CLIENT if stage is ProposalStage.INTERNAL else RoundOutcome.EXECUTION
+    return RoundOutcome.NEXT_ROUND  # sent back, or partially approved: revise and present again
 
 
 def next_round_number(stage: ProposalStage, rounds: Sequence[Round]) -> int:

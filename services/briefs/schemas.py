@@ -167,7 +167,7 @@ class SignOffRuleOut(BaseModel):
     updated_at: datetime
 
 
-class Attachment(_In):
+class ProposalAttachment(_In):
     name: str = Field(min_length=1, max_length=300)
     ref: str = Field(min_length=1, max_length=1000, description="Where the file lives (URL or DAM id).")
     media_type: str | None = Field(default=None, max_length=100)
@@ -178,7 +178,7 @@ class ProposalCreate(_In):
     stage: ProposalStage
     title: str = Field(min_length=1, max_length=300)
     summary: str = Field(default="", max_length=20_000)
-    attachments: list[Attachment] = Field(default_factory=list, max_length=100)
+    attachments: list[ProposalAttachment] = Field(default_factory=list, max_length=100)
 
 
 class DecisionIn(_In):

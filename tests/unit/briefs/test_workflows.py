@@ -8,7 +8,7 @@ import pytest
 
 from services.briefs import money, rounds
 from services.briefs.money import EstimateStatus
-from services.briefs.rounds import InvalidDecision, Outcome, Round, RoundStatus
+from services.briefs.rounds import InvalidDecision, Round, RoundOutcome, RoundStatus
 from services.briefs.signoff import (
     DEFAULT_SIGNOFF_ROLES,
     BriefAction,
@@ -110,16 +110,19 @@ D = RoundStatus.DECIDED
 @pytest.mark.parametrize(
     ("stage", "decision", "follow_up", "outcome"),
     [
-        (INT, ProposalDecision.APPROVED, None, Outcome.TO_CLIENT),
-        (INT, ProposalDecision.SENT_BACK, None, Outcome.NEXT_ROUND),
-        (C, ProposalDecision.APPROVED, None, Outcome.EXECUTION),
-        (C, ProposalDecision.REVISE, None, Outcome.NEXT_ROUND),
-        (C, ProposalDecision.REJECTED, RejectionFollowUp.REDO, Outcome.NEXT_ROUND),
-        (C, ProposalDecision.REJECTED, RejectionFollowUp.TERMINATE, Outcome.ENGAGEMENT_ENDED),
+        (INT, ProposalDecision.APPROVED, None, RoundOutcome.TO_CLIENT),
+        (INT, ProposalDecision.SENT_BACK, None, RoundOutcome.NEXT_ROUND),
+        (C, ProposalDecision.APPROVED, None, RoundOutcome.EXECUTION),
+        (C, ProposalDecision.REVISE, None, RoundOutcome.NEXT_ROUND),
+        (C, ProposalDecision.REJECTED, RejectionFollowUp.REDO, RoundOutcome.NEXT_ROUND),
+        (C, ProposalDecision.REJECTED, RejectionFollowUp.TERMINATE, RoundOutcome.ENGAGEMENT_ENDED),
     ],
 )
 def test_legal_decisions_and_what_they_lead_to(
-    stage: ProposalStage, decision: ProposalDecision, follow_up: RejectionFollowUp | None, outcome: Outcome
+    stage: ProposalStage,
+    decision: ProposalDecision,
+    follow_up: RejectionFollowUp | None,
+    outcome: RoundOutcome,
 ) -> None:
     assert rounds.decide(stage, RoundStatus.PRESENTED, decision, follow_up) is outcome
 
