@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.business_time import BusinessCalendar
 from services.analytics.models import BriefFact, MilestoneFact, TicketFact
 from shared.contracts import briefs as b
 from shared.contracts import tickets as t
+from shared.db import dialect_name
 
 _DONE = {t.TicketStatus.RESOLVED.value, t.TicketStatus.CLOSED.value}
 
@@ -28,16 +32,33 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
 
 async def ticket_fact(session: AsyncSession, snapshot: t.TicketSnapshot) -> TicketFact:
     """The ticket's row, created from this snapshot or refreshed by it when it is newer."""
-    fact = await session.get(TicketFact, snapshot.id)
-    if fact is None:
-        fact = TicketFact(
+    # Events of one ticket are consumed concurrently: insert-if-absent, then lock the row, so two first
+    # events neither collide on the key nor overwrite each other's merge.
+    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(TicketFact)
+        .values(
             ticket_id=snapshot.id,
+            version=0,
             kind=snapshot.kind.value,
             priority=snapshot.priority.value,
             channel=snapshot.channel.value,
+            status=snapshot.status.value,
+            customer_tier=snapshot.customer_tier.value,
             created_at=snapshot.created_at,
+            reopen_count=0,
+            reopens_seen=0,
         )
-        session.add(fact)
+        .on_conflict_do_nothing()
+    )
+    fact = (
+        await session.execute(
+            sa.select(TicketFact)
+            .where(TicketFact.ticket_id == snapshot.id)  # type: ignore[arg-type]
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
     if snapshot.version > fact.version:
         fact.version = snapshot.version
         fact.kind = snapshot.kind.value
@@ -132,11 +153,20 @@ async def apply_brief_event(session: AsyncSession, data: object) -> None:
 
 
 async def _brief(session: AsyncSession, brief_id: object, client_id: object, type_: str | None) -> BriefFact:
-    fact = await session.get(BriefFact, brief_id)
-    if fact is None:
-        fact = BriefFact(brief_id=brief_id, client_id=client_id, type=type_ or "client")
-        session.add(fact)
-        await session.flush()
-    elif type_ is not None:
+    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(BriefFact)
+        .values(brief_id=brief_id, client_id=client_id, type=type_ or "client", returns=0, client_rounds=0)
+        .on_conflict_do_nothing()
+    )
+    fact = (
+        await session.execute(
+            sa.select(BriefFact)
+            .where(BriefFact.brief_id == brief_id)  # type: ignore[arg-type]
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
+    if type_ is not None:
         fact.type = type_
     return fact

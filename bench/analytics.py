@@ -1,0 +1,272 @@
+"""Analytics benchmark: ingest rate into the projections, and `/v1/metrics/tickets` latency at scale.
+
+1. Ingest: mixed ticket events (created, responded, resolved, SLA outcomes) published onto a private
+   exchange of the local RabbitMQ; measured from the first publish until every event is committed to the
+   log and the projections on PostgreSQL.
+2. Query: N ticket facts bulk-loaded with COPY, then `/v1/metrics/tickets` grouped by week with two filters
+   (p95 over repeated calls), compared in the same run with a plain SQL GROUP BY over the raw facts.
+
+`python -m bench.analytics [--quick]`; the last line printed is the JSON result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import aio_pika
+import asyncpg
+import httpx
+
+from bench.common import (
+    AMQP_URL,
+    delete_amqp_objects,
+    percentiles,
+    progress,
+    rounded,
+    save_result,
+    scratch_database,
+    unique_suffix,
+)
+
+START = datetime(2025, 1, 6, tzinfo=UTC)
+
+
+def _events(tickets: int) -> list[tuple[str, bytes]]:
+    from tests.unit.analytics.events import envelope, lifecycle, sla_outcome
+
+    rng = random.Random(1)
+    out = []
+    for i in range(tickets):
+        ticket = uuid.uuid4()
+        created = START + timedelta(minutes=i)
+        replied = created + timedelta(minutes=rng.randint(5, 3000))
+        kind = rng.choice(["complaint", "inquiry", "repair"])
+        events = lifecycle(
+            ticket, created, responded_at=replied, resolved_at=replied + timedelta(hours=2), kind=kind
+        )
+        outcome = "tickets.sla.met.v1" if rng.random() < 0.8 else "tickets.sla.breached.v1"
+        events.append(sla_outcome(outcome, ticket, created, replied, kind=kind))
+        out.extend((t, envelope(t, d)) for t, d in events)
+    return out
+
+
+async def _ingest(url: str, count_tickets: int) -> float:
+    from services.analytics.app import DEFINITION
+    from shared.app import create_service_app
+    from shared.settings import ServiceSettings
+
+    tag = unique_suffix()
+    exchange_name, prefix = f"bench-{tag}.events", f"bench-{tag}"
+    settings = ServiceSettings.for_service(
+        "analytics", database_url=url, amqp_url=AMQP_URL, exchange=exchange_name, queue_prefix=prefix
+    )
+    app = create_service_app(DEFINITION, settings)
+    events = _events(count_tickets)
+    progress(f"ingest: {len(events)} events for {count_tickets} tickets")
+    try:
+        async with app.router.lifespan_context(app):
+            connection = await aio_pika.connect(AMQP_URL)
+            async with connection:
+                channel = await connection.channel(publisher_confirms=True)
+                exchange = await channel.declare_exchange(
+                    exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+                )
+                started = time.perf_counter()
+                for i in range(0, len(events), 500):
+                    await asyncio.gather(
+                        *(
+                            exchange.publish(
+                                aio_pika.Message(body, content_type="application/cloudevents+json"),
+                                routing_key=key,
+                            )
+                            for key, body in events[i : i + 500]
+                        )
+                    )
+                progress(f"ingest: published in {time.perf_counter() - started:.1f} s")
+                dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+                db = await asyncpg.connect(dsn)
+                try:
+                    deadline = time.monotonic() + 180
+                    while time.monotonic() < deadline:
+                        done = await db.fetchval("SELECT count(*) FROM event_log")
+                        if done >= len(events):
+                            break
+                        await asyncio.sleep(0.05)
+                        if int(time.monotonic() * 20) % 40 == 0:
+                            progress(f"ingest: {done} of {len(events)} committed")
+                    elapsed = time.perf_counter() - started
+                finally:
+                    await db.close()
+    finally:
+        await delete_amqp_objects(
+            AMQP_URL,
+            queues=[
+                f"{prefix}.analytics",
+                f"{prefix}.analytics.dead",
+                *(f"{prefix}.analytics.retry.{n}" for n in range(5)),
+            ],
+            exchanges=[exchange_name],
+        )
+    rate = len(events) / elapsed
+    progress(f"ingest: {rate:.0f} events/s ({elapsed:.1f} s)")
+    return rate
+
+
+async def _load_facts(dsn: str, n: int) -> None:
+    rng = random.Random(2)
+    kinds, channels, priorities = (
+        ["complaint", "inquiry", "repair"],
+        ["phone", "email", "chat", "web"],
+        ["low", "normal", "high", "urgent"],
+    )
+    span = 365 * 86400
+    connection = await asyncpg.connect(dsn)
+    try:
+        batch = []
+        for i in range(n):
+            created = START + timedelta(seconds=rng.randrange(span))
+            frt = rng.uniform(60, 86400 * 2)
+            resolved = created + timedelta(seconds=frt + rng.uniform(600, 86400 * 3))
+            res = (resolved - created).total_seconds()
+            batch.append(
+                (
+                    uuid.uuid4(),
+                    3,
+                    rng.choice(kinds),
+                    rng.choice(priorities),
+                    rng.choice(channels),
+                    "resolved",
+                    None,
+                    "standard",
+                    f"agent{rng.randrange(50)}",
+                    f"group{rng.randrange(5)}",
+                    created,
+                    created + timedelta(seconds=frt),
+                    resolved,
+                    0,
+                    0,
+                    1,
+                    frt,
+                    frt * 0.3,
+                    res,
+                    res * 0.3,
+                )
+            )
+            if len(batch) == 50_000 or i == n - 1:
+                await connection.copy_records_to_table(
+                    "ticket_facts",
+                    records=batch,
+                    columns=[
+                        "ticket_id",
+                        "version",
+                        "kind",
+                        "priority",
+                        "channel",
+                        "status",
+                        "category",
+                        "customer_tier",
+                        "assignee",
+                        "group",
+                        "created_at",
+                        "first_response_at",
+                        "resolved_at",
+                        "reopen_count",
+                        "reopens_seen",
+                        "public_replies",
+                        "first_response_seconds",
+                        "first_response_business_seconds",
+                        "resolution_seconds",
+                        "resolution_business_seconds",
+                    ],
+                )
+                batch.clear()
+                progress(f"query: loaded {i + 1} facts")
+        await connection.execute("ANALYZE ticket_facts")
+    finally:
+        await connection.close()
+
+
+async def _query(url: str, n: int, repeats: int) -> tuple[dict[str, float], float]:
+    from services.analytics.app import DEFINITION
+    from shared.app import create_service_app
+    from shared.settings import ServiceSettings
+    from tests.conftest import bearer
+
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    app = create_service_app(
+        DEFINITION, ServiceSettings.for_service("analytics", database_url=url, amqp_url=None)
+    )
+    async with app.router.lifespan_context(app):
+        await _load_facts(dsn, n)
+        params = {
+            "since": "2025-01-06T00:00:00Z",
+            "until": "2026-01-05T00:00:00Z",
+            "group_by": "week",
+            "kind": "complaint",
+            "channel": "phone",
+        }
+        timings = []
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://a", timeout=60
+        ) as http:
+            for _ in range(repeats):
+                started = time.perf_counter()
+                response = await http.get("/v1/metrics/tickets", params=params, headers=bearer("analyst"))
+                timings.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, response.text
+    connection = await asyncpg.connect(dsn)
+    try:
+        plain = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            await connection.fetch(
+                """SELECT date_trunc('week', created_at AT TIME ZONE 'Asia/Shanghai') AS week, count(*),
+                       percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY first_response_seconds)
+                   FROM ticket_facts WHERE kind = 'complaint' AND channel = 'phone'
+                     AND created_at >= '2025-01-06' AND created_at < '2026-01-05' GROUP BY 1 ORDER BY 1"""
+            )
+            plain.append((time.perf_counter() - started) * 1000)
+    finally:
+        await connection.close()
+    figures = percentiles(timings, (50, 95))
+    plain_ms = percentiles(plain, (95,))["p95"]
+    progress(
+        f"query: p50 {figures['p50']:.0f} ms, p95 {figures['p95']:.0f} ms; plain SQL p95 {plain_ms:.0f} ms"
+    )
+    return figures, plain_ms
+
+
+async def main(quick: bool) -> None:
+    tickets_ingest = 300 if quick else 2_000
+    facts = 50_000 if quick else 1_000_000
+    repeats = 5
+    async with scratch_database(f"kefu_bench_analytics_{unique_suffix()}") as url:
+        rate = await _ingest(url, tickets_ingest)
+    async with scratch_database(f"kefu_bench_analytics_q_{unique_suffix()}") as url:
+        query, plain = await _query(url, facts, repeats)
+    save_result(
+        "analytics",
+        rounded(
+            {
+                "bench": "analytics",
+                "quick": quick,
+                "ingest_events": tickets_ingest * 4,
+                "ingest_events_per_s": rate,
+                "facts": facts,
+                "query_p50_ms": query["p50"],
+                "query_p95_ms": query["p95"],
+                "plain_sql_ms": plain,
+            }
+        ),
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    asyncio.run(main(parser.parse_args().quick))
