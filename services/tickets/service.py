@@ -78,8 +78,8 @@ class Desk:
         ).scalar_one_or_none()
         if existing is not None:
             return existing
-        warranty = getattr(contact, "warranty", None)
-        in_warranty = getattr(warranty, "in_warranty", None) if warranty is not None else None
+        # Intake knows the product the contact is about, and whether its warranty covered the contact day.
+        in_warranty = contact.product.in_warranty if contact.product is not None else None
         ticket = Ticket(
             contact_id=contact.contact_id,
             contact_ids=[str(contact.contact_id)],
@@ -90,7 +90,9 @@ class Desk:
             priority=contact.priority,
             channel=contact.channel,
             subject=contact.subject,
-            in_warranty=in_warranty if isinstance(in_warranty, bool) else None,
+            in_warranty=in_warranty,
+            product_model=contact.product.model if contact.product is not None else None,
+            product_serial=contact.product.serial if contact.product is not None else None,
         )
         return await self.open(ticket, actor="intake")
 
