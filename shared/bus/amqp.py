@@ -68,6 +68,9 @@ class AmqpTransport:
         self.publish_timeout = publish_timeout
         self.connection_name = connection_name
         self._connection: AbstractRobustConnection | None = None
+        # Consumers get a connection of their own: RabbitMQ's flow control blocks a whole connection, and a
+        # publisher throttled on the connection its consumers ack through would stall both.
+        self._consumer_connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._consume_channels: list[AbstractChannel] = []
@@ -76,29 +79,30 @@ class AmqpTransport:
         return f"{self.queue_prefix}.{service}{suffix}"
 
     async def connect(self) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self.url, client_properties={"connection_name": self.connection_name}, timeout=10
-        )
+        self._connection = await self._connect("publish")
         self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         self._exchange = await self._publish_channel.declare_exchange(
             self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
         )
 
+    async def _connect(self, role: str) -> AbstractRobustConnection:
+        return await aio_pika.connect_robust(
+            self.url, client_properties={"connection_name": f"{self.connection_name} ({role})"}, timeout=10
+        )
+
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
-        self._connection = None
+        for connection in (self._consumer_connection, self._connection):
+            if connection is not None:
+                await connection.close()
+        self._connection = self._consumer_connection = None
 
     @property
     def is_connected(self) -> bool:
-        return (
-            self._connection is not None
-            and not self._connection.is_closed
-            and self._connection.connected.is_set()
-        )
+        consuming = self._consumer_connection is None or _alive(self._consumer_connection)
+        return _alive(self._connection) and consuming
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        if self._exchange is None or not self.is_connected:
+        if self._exchange is None or not _alive(self._connection):
             raise PublishFailed({m.id for m in messages}, "not connected to the broker")
         exchange = self._exchange
         results = await asyncio.gather(
@@ -146,7 +150,9 @@ class AmqpTransport:
     async def consume(self, service: str, routing_keys: Sequence[str], handler: DeliveryHandler) -> None:
         if self._connection is None:
             raise RuntimeError("connect() first")
-        channel = await self._connection.channel(publisher_confirms=True)
+        if self._consumer_connection is None:
+            self._consumer_connection = await self._connect("consume")
+        channel = await self._consumer_connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=self.prefetch)
         self._consume_channels.append(channel)
         queue = await self._declare(channel, service, routing_keys)
@@ -319,6 +325,10 @@ class AmqpTransport:
             ]
             for name in names:
                 await channel.queue_delete(name)
+
+
+def _alive(connection: AbstractRobustConnection | None) -> bool:
+    return connection is not None and not connection.is_closed and connection.connected.is_set()
 
 
 def _attempt(headers: dict[str, Any]) -> int:
