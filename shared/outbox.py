@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -83,6 +84,45 @@ class Outbox:
         # Wake the relay as soon as this transaction commits, not at the next poll.
         session.sync_session.info.setdefault(_WAKE_KEY, set()).add(self.wake)
         return event
+
+    async def add_many(
+        self, session: AsyncSession, events: Sequence[tuple[str, BaseModel, str | None]]
+    ) -> list[CloudEvent]:
+        """`add` for many `(type, data, subject)` at once: one multi-row insert, events kept in order."""
+        if not events:
+            return []
+        now = self.clock.now()
+        correlation = correlation_id.get()
+        made = []
+        for type, data, subject in events:
+            expected = self.registry.get(type).data_model
+            if not isinstance(data, expected):
+                raise TypeError(f"{type} carries {expected.__name__}, not {data.__class__.__name__}")
+            made.append(
+                make_event(
+                    type=type,
+                    source=self.source,
+                    data=data,
+                    subject=subject,
+                    time=now,
+                    correlation_id=correlation,
+                )
+            )
+        await session.execute(
+            outbox_table.insert(),
+            [
+                {
+                    "event_id": event.id,
+                    "type": event.type,
+                    "payload": event.to_json(),
+                    "correlation_id": event.correlationid,
+                    "created_at": now,
+                }
+                for event in made
+            ],
+        )
+        session.sync_session.info.setdefault(_WAKE_KEY, set()).add(self.wake)
+        return made
 
 
 @sa_event.listens_for(Session, "after_commit")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from shared.contracts.tickets import (
     SlaWarning,
     TicketEscalated,
 )
+from shared.ids import new_id
 from shared.outbox import Outbox
 from shared.timers import DueTimer, TimerContext, TimerHandlers, Timers
 
@@ -221,72 +223,196 @@ async def retarget(session: AsyncSession, ticket: Ticket, *, timers: Timers) -> 
     refresh_ticket_sla(ticket, open_clocks)
 
 
-async def _due_clock(session: AsyncSession, timer: DueTimer) -> tuple[SlaClock, Ticket] | None:
-    clock = await session.get(SlaClock, uuid.UUID(timer.subject))
-    if clock is None or clock.state != clocks.RUNNING:
-        return None  # stopped or paused since: its timer should have moved, nothing to do
-    ticket = await session.get(Ticket, clock.ticket_id, with_for_update=True)
-    if ticket is None:
-        return None
-    return clock, ticket
+class _DueClocks:
+    """The tickets and open clocks behind a batch of due SLA timers, loaded with a few statements.
+
+    Tickets are locked first (in id order, so concurrent passes cannot deadlock) and their clocks read
+    after, so a reply or pause that committed meanwhile is seen and its clock is not breached.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.tickets: dict[uuid.UUID, Ticket] = {}
+        self.clocks: dict[uuid.UUID, SlaClock] = {}
+        self.open_clocks: dict[uuid.UUID, list[SlaClock]] = {}
+        self._policies: dict[uuid.UUID, SlaPolicy | None] = {}
+        self._calendars: dict[uuid.UUID | None, BusinessCalendar] = {None: ALWAYS_OPEN}
+
+    async def load(self, due: list[DueTimer]) -> None:
+        ticket_ids: set[uuid.UUID] = set()
+        unknown: list[uuid.UUID] = []
+        for timer in due:
+            named = (timer.payload or {}).get("ticket_id")
+            if named:
+                ticket_ids.add(uuid.UUID(named))
+            else:
+                unknown.append(uuid.UUID(timer.subject))
+        if unknown:
+            found = await self.session.execute(sa.select(SlaClock.ticket_id).where(SlaClock.id.in_(unknown)))
+            ticket_ids.update(found.scalars())
+        if not ticket_ids:
+            return
+        locked = await self.session.execute(
+            sa.select(Ticket).where(Ticket.id.in_(ticket_ids)).order_by(Ticket.id).with_for_update()
+        )
+        self.tickets = {ticket.id: ticket for ticket in locked.scalars()}
+        if not self.tickets:
+            return
+        running = await self.session.execute(
+            sa.select(SlaClock)
+            .where(SlaClock.ticket_id.in_(list(self.tickets)))
+            .where(SlaClock.state != clocks.STOPPED)
+            .order_by(SlaClock.started_at, SlaClock.metric)
+        )
+        for clock in running.scalars():
+            self.clocks[clock.id] = clock
+            self.open_clocks.setdefault(clock.ticket_id, []).append(clock)
+
+    def running(self, timer: DueTimer) -> tuple[SlaClock, Ticket] | None:
+        """The timer's clock if it still runs (stopped or paused since: its timer moved, nothing to do)."""
+        clock = self.clocks.get(uuid.UUID(timer.subject))
+        if clock is None or clock.state != clocks.RUNNING:
+            return None
+        ticket = self.tickets.get(clock.ticket_id)
+        return (clock, ticket) if ticket is not None else None
+
+    async def calendar(self, calendar_id: uuid.UUID | None) -> BusinessCalendar:
+        if calendar_id not in self._calendars:
+            self._calendars[calendar_id] = await calendar_for(self.session, calendar_id)
+        return self._calendars[calendar_id]
+
+    async def policy(self, ticket: Ticket) -> SlaPolicy | None:
+        if ticket.policy_id is None:
+            return None
+        if ticket.policy_id not in self._policies:
+            self._policies[ticket.policy_id] = await policy_of(self.session, ticket)
+        return self._policies[ticket.policy_id]
 
 
-@timer_handlers.on(WARNING)
-async def warn(ctx: TimerContext, timer: DueTimer) -> None:
-    found = await _due_clock(ctx.session, timer)
-    if found is None:
-        return
-    clock, ticket = found
-    if clock.warned or clock.breached:
-        return
+@timer_handlers.on_batch(WARNING)
+async def warn(ctx: TimerContext, due: list[DueTimer]) -> None:
+    session = ctx.session
     now = ctx.clock.now()
-    clock.warned = True
-    clock.warn_at = None
-    ticket.sla_at_risk = True
+    events: list[tuple[str, Any, str | None]] = []
+    # Nothing is written until everything is read: one flush at the end instead of one per query.
+    with session.no_autoflush:
+        found = _DueClocks(session)
+        await found.load(due)
+        for timer in due:
+            pair = found.running(timer)
+            if pair is None:
+                continue
+            clock, ticket = pair
+            if clock.warned or clock.breached:
+                continue
+            clock.warned = True
+            clock.warn_at = None
+            ticket.sla_at_risk = True
+            ticket.version += 1
+            ticket.updated_at = now
+            calendar = await found.calendar(clock.calendar_id)
+            events.append(
+                (
+                    "tickets.sla.warning.v1",
+                    SlaWarning(
+                        **_outcome_fields(ticket, clock, calendar, now), warned_at=now, late=timer.late
+                    ),
+                    str(ticket.id),
+                )
+            )
+            ctx.on_commit(partial(SLA_WARNINGS.labels(clock.metric, ticket.priority).inc))
+    await ctx.outbox.add_many(session, events)
+    await session.flush()
+
+
+@timer_handlers.on_batch(BREACH)
+async def breach(ctx: TimerContext, due: list[DueTimer]) -> None:
+    session = ctx.session
+    now = ctx.clock.now()
+    events: list[tuple[str, Any, str | None]] = []
+    history: list[dict[str, Any]] = []
+    breached: list[str] = []
+    with session.no_autoflush:
+        found = _DueClocks(session)
+        await found.load(due)
+        for timer in due:
+            pair = found.running(timer)
+            if pair is None or pair[0].breached:
+                continue
+            clock, ticket = pair
+            calendar = await found.calendar(clock.calendar_id)
+            # The clock keeps running after a breach (the work is still owed); only its timers end.
+            clock.breached = True
+            clock.breached_at = now
+            breached.append(str(clock.id))
+            fields = _outcome_fields(ticket, clock, calendar, now)
+            ticket.sla_breached = True
+            row, escalated = _escalation(
+                ticket,
+                await found.policy(ticket),
+                reason=f"{clock.metric} SLA breached (due {fields['due_at'].isoformat()})",
+                by="sla",
+                now=now,
+                ladder=True,
+            )
+            history.append(row)
+            events.append(("tickets.ticket.escalated.v1", escalated, str(ticket.id)))
+            refresh_ticket_sla(ticket, found.open_clocks.get(ticket.id, []))
+            fields["ticket"] = snapshot(ticket)
+            events.append(
+                (
+                    "tickets.sla.breached.v1",
+                    SlaBreached(**fields, breached_at=now, late=timer.late),
+                    str(ticket.id),
+                )
+            )
+            ctx.on_commit(partial(SLA_BREACHES.labels(clock.metric, ticket.priority).inc))
+    # A breached clock warns no more; its own breach timer is the one firing now.
+    await ctx.timers.cancel_many(session, kind=WARNING, subjects=breached)
+    if history:
+        await session.execute(TicketHistory.__table__.insert(), history)  # type: ignore[attr-defined]
+    await ctx.outbox.add_many(session, events)
+    await session.flush()
+
+
+def _escalation(
+    ticket: Ticket, policy: SlaPolicy | None, *, reason: str, by: str, now: datetime, ladder: bool
+) -> tuple[dict[str, Any], TicketEscalated]:
+    """One step up the ladder on the ticket itself; returns the history row and the event that record it."""
+    ticket.escalation_level += 1
+    step = policies.escalation_step(policy, ticket.escalation_level) if ladder else {}
+    before = {"priority": ticket.priority, "group": ticket.group}
+    if step.get("raise_priority"):
+        ticket.priority = policies.raised(ticket.priority)
+    if step.get("group"):
+        ticket.group = step["group"]
+        ticket.assignee = None  # the supervisor group picks it up
     ticket.version += 1
     ticket.updated_at = now
-    calendar = await calendar_for(ctx.session, clock.calendar_id)
-    await ctx.publish(
-        "tickets.sla.warning.v1",
-        SlaWarning(**_outcome_fields(ticket, clock, calendar, now), warned_at=now, late=timer.late),
-        subject=str(ticket.id),
+    row = {
+        "id": new_id(),
+        "ticket_id": ticket.id,
+        "at": now,
+        "actor": by,
+        "action": "escalate",
+        "from_status": ticket.status,
+        "to_status": ticket.status,
+        "details": {
+            "reason": reason,
+            "level": ticket.escalation_level,
+            "before": before,
+            "after": {"priority": ticket.priority, "group": ticket.group},
+            "notify": step.get("notify", []),
+        },
+    }
+    event = TicketEscalated(
+        ticket=snapshot(ticket),
+        reason=reason[:2000],
+        level=ticket.escalation_level,
+        escalated_by=by,
+        escalated_at=now,
     )
-    SLA_WARNINGS.labels(clock.metric, ticket.priority).inc()
-
-
-@timer_handlers.on(BREACH)
-async def breach(ctx: TimerContext, timer: DueTimer) -> None:
-    found = await _due_clock(ctx.session, timer)
-    if found is None:
-        return
-    clock, ticket = found
-    if clock.breached:
-        return
-    now = ctx.clock.now()
-    calendar = await calendar_for(ctx.session, clock.calendar_id)
-    # The clock keeps running after a breach (the work is still owed); only its timers end.
-    clock.breached = True
-    clock.breached_at = now
-    await sync_timers(ctx.session, ctx.timers, clock)
-    fields = _outcome_fields(ticket, clock, calendar, now)
-    ticket.sla_breached = True
-    await escalate(
-        ctx.session,
-        ticket,
-        reason=f"{clock.metric} SLA breached (due {fields['due_at'].isoformat()})",
-        by="sla",
-        outbox=ctx.outbox,
-        now=now,
-        ladder=True,
-    )
-    refresh_ticket_sla(ticket, await clocks_of(ctx.session, ticket.id, open_only=True))
-    fields["ticket"] = snapshot(ticket)
-    await ctx.publish(
-        "tickets.sla.breached.v1",
-        SlaBreached(**fields, breached_at=now, late=timer.late),
-        subject=str(ticket.id),
-    )
-    SLA_BREACHES.labels(clock.metric, ticket.priority).inc()
+    return row, event
 
 
 async def escalate(
@@ -300,44 +426,7 @@ async def escalate(
     ladder: bool = True,
 ) -> None:
     """One step up the escalation ladder: raise priority, move to its group; recorded and published."""
-    ticket.escalation_level += 1
-    step = (
-        policies.escalation_step(await policy_of(session, ticket), ticket.escalation_level) if ladder else {}
-    )
-    before = {"priority": ticket.priority, "group": ticket.group}
-    if step.get("raise_priority"):
-        ticket.priority = policies.raised(ticket.priority)
-    if step.get("group"):
-        ticket.group = step["group"]
-        ticket.assignee = None  # the supervisor group picks it up
-    ticket.version += 1
-    ticket.updated_at = now
-    session.add(
-        TicketHistory(
-            ticket_id=ticket.id,
-            at=now,
-            actor=by,
-            action="escalate",
-            from_status=ticket.status,
-            to_status=ticket.status,
-            details={
-                "reason": reason,
-                "level": ticket.escalation_level,
-                "before": before,
-                "after": {"priority": ticket.priority, "group": ticket.group},
-                "notify": step.get("notify", []),
-            },
-        )
-    )
-    await outbox.add(
-        session,
-        "tickets.ticket.escalated.v1",
-        TicketEscalated(
-            ticket=snapshot(ticket),
-            reason=reason[:2000],
-            level=ticket.escalation_level,
-            escalated_by=by,
-            escalated_at=now,
-        ),
-        subject=str(ticket.id),
-    )
+    policy = await policy_of(session, ticket) if ladder else None
+    row, event = _escalation(ticket, policy, reason=reason, by=by, now=now, ladder=ladder)
+    session.add(TicketHistory(**row))
+    await outbox.add(session, "tickets.ticket.escalated.v1", event, subject=str(ticket.id))
