@@ -50,19 +50,20 @@ def _fallback_name(who: ContactCustomer) -> str:
 async def identify(session: AsyncSession, who: ContactCustomer, *, outbox: Outbox, clock: Clock) -> Customer:
     """The profile behind a contact: by id, else by any identifier (learning new ones), else a new one."""
     keys = _keys(who)
+    found = await profiles.owners(session, keys)
+    customer: Customer | None = None
     if who.id is not None:
-        customer = (await profiles.load(session, who.id)).customer
-        if customer.merged_into is not None:
-            customer = (await profiles.load(session, customer.merged_into)).customer
+        customer = await profiles.live(session, (await profiles.load(session, who.id)).customer)
     else:
-        customer = await profiles.find(session, keys)
+        customer = next((found[k] for k in keys if k in found), None)
+        customer = await profiles.live(session, customer) if customer is not None else None
     if customer is None:
         return await profiles.create_minimal(
             session, name=who.name or _fallback_name(who), identifiers=keys, outbox=outbox, clock=clock
         )
     for kind, value in keys:
         # A new number or address seen beside a known one joins that profile, unless it is someone else's.
-        if await profiles.owner_of(session, kind, value) is None:
+        if (kind, value) not in found:
             session.add(CustomerIdentifier(customer_id=customer.id, kind=kind, value=value))
     return customer
 
@@ -72,28 +73,30 @@ async def verify(
 ) -> tuple[VerificationMethod, bool, str | None]:
     """Check what the agent says they checked against the profile; record a failure rather than refuse."""
     method, reference = request.verification.method, request.verification.reference
-    rows = await session.execute(
-        sa.select(CustomerIdentifier.kind, CustomerIdentifier.value).where(
-            CustomerIdentifier.customer_id == customer.id
+
+    async def owns(kind: IdentifierKind, value: str | None) -> bool:
+        if not value:
+            return False
+        row = await session.execute(
+            sa.select(CustomerIdentifier.id).where(
+                CustomerIdentifier.customer_id == customer.id,
+                CustomerIdentifier.kind == kind,
+                CustomerIdentifier.value == value,
+            )
         )
-    )
-    owned = {(kind, value) for kind, value in rows}
+        return row.first() is not None
+
     match method:
         case VerificationMethod.NONE:
             return method, False, None
         case VerificationMethod.CALLER_NUMBER:
-            ok = (
-                request.customer.phone is not None and (IdentifierKind.PHONE, request.customer.phone) in owned
-            )
+            ok = await owns(IdentifierKind.PHONE, request.customer.phone)
             return method, ok, None if ok else "the caller's number is not on the profile"
         case VerificationMethod.EMAIL_REPLY:
-            ok = (
-                request.customer.email is not None and (IdentifierKind.EMAIL, request.customer.email) in owned
-            )
+            ok = await owns(IdentifierKind.EMAIL, request.customer.email)
             return method, ok, None if ok else "the sender's address is not on the profile"
         case VerificationMethod.ID_CHECK:
-            value = (reference or "").strip().upper()
-            ok = (IdentifierKind.ID_CARD, value) in owned
+            ok = await owns(IdentifierKind.ID_CARD, (reference or "").strip().upper())
             return method, ok, None if ok else "the ID number does not match the profile"
         case VerificationMethod.ORDER_NUMBER:
             order = (reference or "").strip()

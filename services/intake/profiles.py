@@ -74,15 +74,38 @@ async def owner_of(session: AsyncSession, kind: IdentifierKind, value: str) -> u
     return owner
 
 
-async def find(session: AsyncSession, keys: Iterable[tuple[IdentifierKind, str]]) -> Customer | None:
-    """The live profile owning any of these identifiers (following merges)."""
-    for kind, value in keys:
-        owner = await owner_of(session, kind, value)
-        if owner is not None:
-            customer = await session.get(Customer, owner)
-            while customer is not None and customer.merged_into is not None:
-                customer = await session.get(Customer, customer.merged_into)
-            return customer
+async def owners(
+    session: AsyncSession, keys: Sequence[tuple[IdentifierKind, str]]
+) -> dict[tuple[str, str], Customer]:
+    """In one query: which profile owns each of these identifiers (those nobody owns are absent)."""
+    if not keys:
+        return {}
+    rows = await session.execute(
+        sa.select(CustomerIdentifier.kind, CustomerIdentifier.value, Customer)
+        .join(Customer, Customer.id == CustomerIdentifier.customer_id)  # type: ignore[arg-type]
+        .where(
+            sa.or_(*(sa.and_(CustomerIdentifier.kind == k, CustomerIdentifier.value == v) for k, v in keys))
+        )
+    )
+    return {(kind, value): customer for kind, value, customer in rows}
+
+
+async def live(session: AsyncSession, customer: Customer) -> Customer:
+    """Follow merges: a merged-away duplicate stands for the profile that absorbed it."""
+    while customer.merged_into is not None:
+        winner = await session.get(Customer, customer.merged_into)
+        if winner is None:
+            break
+        customer = winner
+    return customer
+
+
+async def find(session: AsyncSession, keys: Sequence[tuple[IdentifierKind, str]]) -> Customer | None:
+    """The live profile owning any of these identifiers; the first key that matches decides."""
+    found = await owners(session, keys)
+    for key in keys:
+        if key in found:
+            return await live(session, found[key])
     return None
 
 

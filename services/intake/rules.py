@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -12,15 +13,29 @@ from services.intake.models import ClassificationRule
 from services.intake.schemas import RuleIn
 from shared.runtime import Runtime
 
+# Rules are read on every contact and change rarely: each process keeps them for a few seconds. A change
+# made through this process is seen at once; one made through another replica within CACHE_SECONDS.
+CACHE_SECONDS = 5.0
+_cache: dict[str, tuple[float, list[Rule]]] = {}
+
+
+def _cache_key(session: AsyncSession) -> str:
+    return str(session.get_bind().url)
+
 
 async def current(session: AsyncSession) -> list[Rule]:
-    rows = (
-        await session.execute(sa.select(ClassificationRule).order_by(ClassificationRule.position))
-    ).scalars()
-    return [Rule(r.target, r.value, tuple(r.keywords)) for r in rows]
+    key = _cache_key(session)
+    cached = _cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return cached[1]
+    query = sa.select(ClassificationRule).order_by(ClassificationRule.position)  # type: ignore[arg-type]
+    rules = [Rule(r.target, r.value, tuple(r.keywords)) for r in (await session.execute(query)).scalars()]
+    _cache[key] = (time.monotonic(), rules)
+    return rules
 
 
 async def replace(session: AsyncSession, rules: Sequence[RuleIn]) -> list[Rule]:
+    _cache.pop(_cache_key(session), None)
     await session.execute(sa.delete(ClassificationRule))
     for position, rule in enumerate(rules):
         session.add(
