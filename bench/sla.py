@@ -1,30 +1,40 @@
 """SLA scheduler benchmark on PostgreSQL: breach lateness with many open clocks, idle cost, naive scan.
 
-    .venv/bin/python -m bench.sla [--open 1000000] [--due 10000] [--idle-seconds 30] [--quick]
+    .venv/bin/python -m bench.sla [--open 1000000] [--due 10000] [--spread 60] [--idle-seconds 30] [--quick]
 
 Fills a scratch database with `--open` open tickets, each with a running resolution clock and its
 pending breach timer (due in 30 days), then runs the tickets service's real `TimerScheduler` with its
 real breach handler in this process:
 
-1. idle: nothing due — CPU of this process and the scheduler's queries per minute;
-2. due: `--due` timers are moved (through `Timers.schedule`, as the service does) to fall due over the
-   next 20 s; lateness = the `breached_at` in each `tickets.sla.breached.v1` event minus its due time;
+1. idle: nothing due — CPU of this process, the statements it sends per minute, its memory;
+2. due: `--due` timers are moved (one bulk update, then the in-process wake a commit through
+   `Timers.schedule` gives) to fall due over the next `--spread` seconds; lateness = the `breached_at` in
+   each `tickets.sla.breached.v1` event minus its due time;
 3. the naive comparison: one full scan of the running clocks, as a periodic escalation job would do.
+
+The fill writes the rows with `INSERT … SELECT generate_series` (ids are md5 of the row number, so the
+due phase can name rows without reading them back), with the tables' indexes and unique constraints
+dropped during the load and built once afterwards: the schema the scheduler runs on is the migrated one.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import random
 import resource
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import ARRAY
 
 import shared.contracts  # noqa: F401  (registers the event catalogue)
 from bench.common import (
@@ -46,29 +56,53 @@ from shared.outbox import Outbox, outbox_table
 from shared.timers import Timers, TimerScheduler
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "services" / "tickets" / "migrations"
+TABLES = ("tickets", "sla_clocks", "timers")
 
-FILL = """
-WITH t AS (
-  INSERT INTO tickets (id, contact_ids, customer_tier, kind, priority, channel, subject, description, tags,
-                       status, public_replies, reopen_count, escalation_level, sla_breached, sla_at_risk,
-                       created_at, updated_at, version, next_due_at)
-  SELECT gen_random_uuid(), '[]', 'standard', 'complaint', 'normal', 'email', 'bench', '', '[]',
-         'open', 0, 0, 0, false, false, now(), now(), 1, now() + interval '30 days'
-  FROM generate_series(1, :n)
-  RETURNING id
-), c AS (
-  INSERT INTO sla_clocks (id, ticket_id, metric, cycle, target_seconds, state, elapsed_seconds, running_since,
-                          paused_seconds, due_at, warned, breached, started_at, segments)
-  SELECT gen_random_uuid(), t.id, 'resolution', 1, 2592000, 'running', 0, now(), 0,
-         now() + interval '30 days', true, false, now(), '[]'
-  FROM t
-  RETURNING id, ticket_id, due_at
-)
+# Row g of each table: ticket md5('t'||g), its clock md5('c'||g), the clock's breach timer.
+DUE = "now() + interval '30 days' + (g % 86400) * interval '1 second'"
+FILL = {
+    "tickets": f"""
+INSERT INTO tickets (id, contact_ids, customer_tier, kind, priority, channel, subject, description, tags,
+                     status, public_replies, reopen_count, escalation_level, sla_breached, sla_at_risk,
+                     created_at, updated_at, version, next_due_at)
+SELECT md5('t' || g)::uuid, '[]', 'standard', 'complaint', 'normal', 'email', 'bench', '', '[]',
+       'open', 0, 0, 0, false, false, now(), now(), 1, {DUE}
+FROM generate_series(CAST(:first AS int), CAST(:last AS int)) AS g
+""",
+    "sla_clocks": f"""
+INSERT INTO sla_clocks (id, ticket_id, metric, cycle, target_seconds, state, elapsed_seconds, running_since,
+                        paused_seconds, due_at, warned, breached, started_at, segments)
+SELECT md5('c' || g)::uuid, md5('t' || g)::uuid, 'resolution', 1, 2592000, 'running', 0, now(), 0,
+       {DUE}, true, false, now(), '[]'
+FROM generate_series(CAST(:first AS int), CAST(:last AS int)) AS g
+""",
+    "timers": f"""
 INSERT INTO timers (id, kind, subject, due_at, payload, created_at, attempts)
-SELECT gen_random_uuid(), 'sla.breach', c.id::text, c.due_at,
-       json_build_object('ticket_id', c.ticket_id::text, 'metric', 'resolution', 'cycle', 1), now(), 0
-FROM c
-"""
+SELECT md5('x' || g)::uuid, 'sla.breach', md5('c' || g)::uuid::text, {DUE},
+       json_build_object('ticket_id', md5('t' || g)::uuid::text, 'metric', 'resolution', 'cycle', 1),
+       now(), 0
+FROM generate_series(CAST(:first AS int), CAST(:last AS int)) AS g
+""",
+}
+
+MOVE_CLOCKS = sa.text(
+    "UPDATE sla_clocks AS c SET due_at = v.due FROM unnest(:ids, :dues) AS v(id, due) WHERE c.id = v.id"
+).bindparams(
+    sa.bindparam("ids", type_=ARRAY(sa.Uuid())),
+    sa.bindparam("dues", type_=ARRAY(sa.DateTime(timezone=True))),
+)
+MOVE_TIMERS = sa.text(
+    "UPDATE timers AS t SET due_at = v.due FROM unnest(:subjects, :dues) AS v(subject, due) "
+    "WHERE t.kind = 'sla.breach' AND t.subject = v.subject"
+).bindparams(
+    sa.bindparam("subjects", type_=ARRAY(sa.Text())),
+    sa.bindparam("dues", type_=ARRAY(sa.DateTime(timezone=True))),
+)
+
+
+def clock_id(g: int) -> uuid.UUID:
+    """The id the fill gave clock g: PostgreSQL's md5('c' || g)::uuid."""
+    return uuid.UUID(hashlib.md5(f"c{g}".encode()).hexdigest())
 
 
 def rss_mb() -> float:
@@ -79,72 +113,162 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def fill(db: Database, total: int, chunk: int = 100_000) -> None:
-    done = 0
-    while done < total:
-        n = min(chunk, total - done)
-        async with db.transaction() as session:
-            await session.execute(sa.text(FILL), {"n": n})
-        done += n
-        progress(f"  {done:,} open tickets with running clocks and timers")
-    async with db.engine.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        for table in ("tickets", "sla_clocks", "timers"):
-            await connection.execute(sa.text(f"VACUUM ANALYZE {table}"))
+class StatementCounter:
+    """Statements this process sends to the database; an executemany counts once and by its rows."""
+
+    def __init__(self, db: Database) -> None:
+        self.statements = 0
+        self.executions = 0
+        sa_event.listen(db.engine.sync_engine, "before_cursor_execute", self._count)
+
+    def _count(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        self.statements += 1
+        self.executions += len(params) if many else 1
+
+
+async def _schema_objects(db: Database) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """The tables' primary keys and unique constraints, and their other indexes, with their definitions."""
+    async with db.transaction() as session:
+        constraints = (
+            await session.execute(
+                sa.text(
+                    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conrelid::regclass::text = ANY(:tables) AND contype IN ('p', 'u')"
+                ),
+                {"tables": list(TABLES)},
+            )
+        ).all()
+        indexes = (
+            await session.execute(
+                sa.text(
+                    "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index AS i "
+                    "WHERE i.indrelid::regclass::text = ANY(:tables) "
+                    "AND NOT EXISTS (SELECT 1 FROM pg_constraint AS c WHERE c.conindid = i.indexrelid)"
+                ),
+                {"tables": list(TABLES)},
+            )
+        ).all()
+    return [tuple(row) for row in constraints], [tuple(row) for row in indexes]  # type: ignore[misc]
+
+
+async def _run_all(db: Database, statements: list[str], *, parallel: int) -> None:
+    """Run DDL statements on `parallel` connections at once (each statement in its own transaction)."""
+    queue = list(statements)
+
+    async def worker() -> None:
+        async with db.engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.execute(sa.text("SET maintenance_work_mem = '256MB'"))
+            while queue:
+                await connection.execute(sa.text(queue.pop(0)))
+
+    await asyncio.gather(*(worker() for _ in range(parallel)))
+
+
+async def fill(db: Database, total: int, chunk: int = 250_000) -> None:
+    constraints, indexes = await _schema_objects(db)
+    await _run_all(
+        db,
+        [f'DROP INDEX "{name}"' for name, _ in indexes]
+        + [f'ALTER TABLE {table} DROP CONSTRAINT "{name}"' for table, name, _ in constraints],
+        parallel=1,
+    )
+
+    async def load(table: str) -> None:
+        for first in range(1, total + 1, chunk):
+            last = min(first + chunk - 1, total)
+            async with db.transaction() as session:
+                await session.execute(sa.text(FILL[table]), {"first": first, "last": last})
+            progress(f"  {table}: {last:,} rows")
+
+    await asyncio.gather(*(load(table) for table in TABLES))
+    progress("  building indexes and constraints")
+    await _run_all(
+        db,
+        [
+            f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
+            for table, name, definition in constraints
+        ]
+        + [definition for _, definition in indexes],
+        parallel=2,
+    )
+    await _run_all(db, [f"VACUUM ANALYZE {table}" for table in TABLES], parallel=2)
+
+
+async def move_due(db: Database, timers: Timers, *, total: int, due: int, spread: float) -> datetime:
+    """Move `due` random breach timers (and their clocks) to fall due over `spread` seconds from now."""
+    rows = random.sample(range(1, total + 1), due)
+    ids = [clock_id(g) for g in rows]
+    started = time.monotonic()
+    # Leave time for the update itself, so no timer is already due when it becomes visible.
+    base = datetime.now(UTC) + timedelta(seconds=2 + due / 20_000)
+    dues = [base + timedelta(seconds=random.uniform(0, spread)) for _ in rows]
+    async with db.transaction() as session:
+        await session.execute(MOVE_CLOCKS, {"ids": ids, "dues": dues})
+        await session.execute(MOVE_TIMERS, {"subjects": [str(i) for i in ids], "dues": dues})
+    if datetime.now(UTC) >= base:
+        progress(f"  warning: moving took {time.monotonic() - started:.1f}s, past the first due time")
+    timers.notify(min(dues))
+    return base
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:  # noqa: PLR0915  (one linear scenario)
     async with scratch_database(f"kefu_bench_sla_{unique_suffix()}") as url:
-        db = Database(url, pool_size=5)
+        db = Database(url, pool_size=2 + args.claimers)
         try:
             await upgrade(db, MIGRATIONS, service="tickets")
             progress(f"filling {args.open:,} open tickets")
             started = time.monotonic()
             await fill(db, args.open)
             fill_seconds = time.monotonic() - started
+            progress(f"  filled in {fill_seconds:.1f}s")
 
             clock = SystemClock()
             timers = Timers(timers_table, clock=clock)
             outbox = Outbox(source="/kefu/tickets", registry=registry, clock=clock)
             scheduler = TimerScheduler(
-                service="tickets", db=db, timers=timers, handlers=timer_handlers, outbox=outbox, clock=clock
+                service="tickets",
+                db=db,
+                timers=timers,
+                handlers=timer_handlers,
+                outbox=outbox,
+                clock=clock,
+                batch_size=args.batch_size,
+                claimers=args.claimers,
             )
+            counter = StatementCounter(db)
             scheduler.start()
             await asyncio.sleep(1.0)  # first pass: nothing due
 
             progress(f"idle for {args.idle_seconds:.0f}s with nothing due")
-            probes_before = scheduler.probes
+            statements_before = counter.statements
             meter = CpuMeter().start()
             cpu_before = time.process_time()
             await asyncio.sleep(args.idle_seconds)
             idle_cpu_pct = 100 * (time.process_time() - cpu_before) / args.idle_seconds
-            meter.stop()
-            idle_queries_per_min = (scheduler.probes - probes_before) * 60 / args.idle_seconds
+            idle_cores = meter.stop()
+            idle_queries_per_min = (counter.statements - statements_before) * 60 / args.idle_seconds
             memory_mb = rss_mb()
 
             progress(f"moving {args.due:,} timers to fall due over the next {args.spread:.0f}s")
-            async with db.transaction() as session:
-                rows = (
-                    await session.execute(
-                        sa.select(timers_table.c.subject, timers_table.c.payload)
-                        .order_by(sa.func.random())
-                        .limit(args.due)
-                    )
-                ).all()
-            base = datetime.now(UTC) + timedelta(seconds=2)
-            for start in range(0, len(rows), 500):
-                async with db.transaction() as session:
-                    for subject, payload in rows[start : start + 500]:
-                        due = base + timedelta(seconds=random.uniform(0, args.spread))
-                        await session.execute(
-                            sa.text("UPDATE sla_clocks SET due_at = :due WHERE id = CAST(:id AS uuid)"),
-                            {"due": due, "id": subject},
-                        )
-                        await timers.schedule(
-                            session, kind="sla.breach", subject=subject, due_at=due, payload=payload
-                        )
+            base = await move_due(db, timers, total=args.open, due=args.due, spread=args.spread)
+            await asyncio.sleep(max(0.0, (base - datetime.now(UTC)).total_seconds()))
+            statements_before, executions_before = counter.statements, counter.executions
+            cpu_before = time.process_time()
+            due_meter = CpuMeter().start()
+
+            polling = {"statements": 0, "executions": 0}
 
             async def breached() -> int:
+                # The progress polls are this benchmark's, not the scheduler's: leave them out of its count.
+                before = counter.statements, counter.executions
+                try:
+                    return await count_breaches()
+                finally:
+                    polling["statements"] += counter.statements - before[0]
+                    polling["executions"] += counter.executions - before[1]
+
+            async def count_breaches() -> int:
                 async with db.transaction() as session:
                     return int(
                         (
@@ -156,11 +280,17 @@ async def run(args: argparse.Namespace) -> dict[str, object]:  # noqa: PLR0915  
                         ).scalar_one()
                     )
 
-            deadline = time.monotonic() + args.spread + 60
-            while time.monotonic() < deadline and (count := await breached()) < len(rows):
-                progress(f"  {count:,} of {len(rows):,} breaches")
+            due_started = time.monotonic()
+            deadline = due_started + args.spread + 60
+            while time.monotonic() < deadline and (count := await breached()) < args.due:
+                progress(f"  {count:,} of {args.due:,} breaches")
                 await asyncio.sleep(2)
+            due_seconds = time.monotonic() - due_started
+            due_cores = due_meter.stop()
+            due_cpu_pct = 100 * (time.process_time() - cpu_before) / due_seconds
             await scheduler.stop()
+            statements = counter.statements - statements_before - polling["statements"]
+            executions = counter.executions - executions_before - polling["executions"]
 
             async with db.transaction() as session:
                 payloads = (
@@ -171,12 +301,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:  # noqa: PLR0915  
                     )
                 ).scalars()
                 lateness_ms = []
+                late_flags = 0
                 for payload in payloads:
                     data = json.loads(payload)["data"]
                     due_at = datetime.fromisoformat(data["due_at"])
                     lateness_ms.append(
                         (datetime.fromisoformat(data["breached_at"]) - due_at).total_seconds() * 1000
                     )
+                    late_flags += bool(data["late"])
 
             progress("one naive full scan of running clocks, as a periodic escalation job does")
             async with db.transaction() as session:
@@ -194,20 +326,31 @@ async def run(args: argparse.Namespace) -> dict[str, object]:  # noqa: PLR0915  
         finally:
             await db.dispose()
     spread = percentiles(lateness_ms)
+    fired = max(len(lateness_ms), 1)
     return rounded(
         {
             "bench": "sla",
             "open_timers": args.open,
-            "due_timers": len(lateness_ms),
             "lateness_p50_ms": spread["p50"],
             "lateness_p99_ms": spread["p99"],
-            "lateness_max_ms": spread["max"],
             "idle_cpu_pct": idle_cpu_pct,
-            "idle_queries_per_min": idle_queries_per_min,
-            "memory_mb": memory_mb,
             "naive_scan_ms": naive_scan_ms,
+            "due_timers": len(lateness_ms),
+            "due_spread_s": args.spread,
+            "lateness_max_ms": spread["max"],
+            "late_flagged": late_flags,
+            "idle_queries_per_min": idle_queries_per_min,
+            "idle_postgres_cores": idle_cores.get("postgres", 0.0),
+            "memory_mb": memory_mb,
+            "due_cpu_pct": due_cpu_pct,
+            "due_postgres_cores": due_cores.get("postgres", 0.0),
+            "statements_per_breach": statements / fired,
+            "executions_per_breach": executions / fired,
             "naive_scan_rows": scanned,
             "fill_seconds": fill_seconds,
+            "batch_size": args.batch_size,
+            "claimers": args.claimers,
+            "loadavg_1m": os.getloadavg()[0],
             "quick": args.quick,
         }
     )
@@ -217,9 +360,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--open", type=int, default=1_000_000)
     parser.add_argument("--due", type=int, default=10_000)
-    parser.add_argument("--spread", type=float, default=20.0, help="seconds over which the due timers fall")
+    parser.add_argument("--spread", type=float, default=60.0, help="seconds over which the due timers fall")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
-    parser.add_argument("--quick", action="store_true", help="50,000 open, 1,000 due, 10 s idle")
+    parser.add_argument("--batch-size", type=int, default=200, help="timers one scheduler pass claims")
+    parser.add_argument("--claimers", type=int, default=2, help="concurrent passes while timers queue up")
+    parser.add_argument("--quick", action="store_true", help="50,000 open, 1,000 due over 10 s, 10 s idle")
     args = parser.parse_args()
     if args.quick:
         args.open, args.due, args.idle_seconds, args.spread = 50_000, 1_000, 10.0, 10.0

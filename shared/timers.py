@@ -158,7 +158,7 @@ class Timers:
             .where(self.table.c.subject.in_(subjects))
             .where(self.table.c.fired_at.is_(None))
         )
-        self._wake_after_commit(session, None)
+        # No wake: a cancelled timer never makes anything due sooner, and a sleep until it costs one probe.
 
     async def pending(self, session: AsyncSession, *, kind: str, subject: str) -> datetime | None:
         """The due time of a pending timer, or None."""
