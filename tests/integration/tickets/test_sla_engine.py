@@ -228,3 +228,45 @@ async def test_a_low_survey_score_reopens_and_escalates(start_cluster: Any, brok
 
     body = await eventually(reopened)
     assert body["escalation_level"] == 1 and body["reopen_count"] == 1
+
+
+async def test_a_burst_of_breaches_across_concurrent_passes_escalates_each_ticket_once(
+    start_cluster: Any,
+) -> None:
+    cluster: Cluster = await start_cluster()
+    runtime = cluster.runtime("tickets")
+    assert runtime.timers is not None
+    # Small batches and several claimers: the burst is split over many concurrent passes.
+    second = TimerScheduler(
+        service="tickets",
+        db=runtime.db,
+        timers=runtime.timers,
+        handlers=timer_handlers,
+        outbox=runtime.outbox,
+        clock=runtime.clock,
+        batch_size=3,
+        claimers=3,
+    )
+    second.start()
+    try:
+        await fast_policy(cluster, first_response=2)
+        tickets = [await open_fast(cluster) for _ in range(12)]
+
+        async def all_breached() -> list[dict[str, Any]] | None:
+            found = await events_of(cluster, "tickets.sla.breached.v1")
+            return found if len(found) >= len(tickets) else None
+
+        await eventually(all_breached, timeout=20)
+        await asyncio.sleep(0.5)
+    finally:
+        await second.stop()
+    ids = sorted(t["id"] for t in tickets)
+    for type in ("tickets.sla.warning.v1", "tickets.sla.breached.v1", "tickets.ticket.escalated.v1"):
+        assert sorted(e["data"]["ticket"]["id"] for e in await events_of(cluster, type)) == ids, type
+    for ticket in tickets:
+        after = (await cluster.clients["tickets"].get(f"/v1/tickets/{ticket['id']}", headers=AGENT)).json()
+        assert after["sla_breached"] is True and after["escalation_level"] == 1
+        history = (
+            await cluster.clients["tickets"].get(f"/v1/tickets/{ticket['id']}/history", headers=AGENT)
+        ).json()["items"]
+        assert [h["action"] for h in history].count("escalate") == 1

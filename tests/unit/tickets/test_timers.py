@@ -20,6 +20,8 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 metadata = sa.MetaData()
 timers_table = timer_table(metadata)
+# What batch handlers in these tests write, to show which attempts committed.
+effects = sa.Table("effects", metadata, sa.Column("subject", sa.String(50), nullable=False))
 
 
 class Harness:
@@ -154,3 +156,83 @@ async def test_running_scheduler_is_woken_by_a_commit_and_fires_on_time(db: Data
         assert h.fired[0].late is False
     finally:
         await h.scheduler.stop()
+
+
+class BatchHarness(Harness):
+    """A kind handled in batches, whose effects are rows in the handler's own transaction."""
+
+    def __init__(self, db: Database, clock: FrozenClock) -> None:
+        super().__init__(db, clock)
+        self.calls: list[list[str]] = []
+        self.poison: set[str] = set()
+
+        @self.handlers.on_batch("batched")
+        async def handle(ctx: TimerContext, due: list[DueTimer]) -> None:
+            self.calls.append([t.subject for t in due])
+            await ctx.session.execute(effects.insert(), [{"subject": t.subject} for t in due])
+            if self.poison & {t.subject for t in due}:
+                raise RuntimeError("downstream unavailable")
+
+    async def effects(self) -> list[str]:
+        async with self.db.transaction() as session:
+            return list(
+                (await session.execute(sa.select(effects.c.subject).order_by(effects.c.subject))).scalars()
+            )
+
+
+async def test_a_batch_handler_gets_every_due_timer_of_its_kind_in_one_call(db: Database) -> None:
+    clock = FrozenClock(T0)
+    h = BatchHarness(db, clock)
+    for n, subject in enumerate(["c", "a", "b"]):
+        await h.schedule(subject, T0 + timedelta(seconds=n), kind="batched")
+    await h.schedule("r", T0, kind="reminder")
+    clock.advance(timedelta(seconds=5))
+    assert await h.scheduler.fire_due() == 4
+    assert h.calls == [["c", "a", "b"]]  # in due order
+    assert [t.subject for t in h.fired] == ["r"]
+    assert await h.effects() == ["a", "b", "c"]
+    assert await h.scheduler.fire_due() == 0
+
+
+async def test_one_failing_timer_in_a_batch_does_not_hold_back_the_others(db: Database) -> None:
+    clock = FrozenClock(T0)
+    h = BatchHarness(db, clock)
+    for subject in ["a", "bad", "c"]:
+        await h.schedule(subject, T0, kind="batched")
+    h.poison = {"bad"}
+    assert await h.scheduler.fire_due() == 3
+    # The failed batch was rolled back and run again timer by timer: each effect is there once.
+    assert h.calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+    assert await h.effects() == ["a", "c"]
+    async with db.transaction() as session:
+        retry_at = await h.timers.pending(session, kind="batched", subject="bad")
+    assert retry_at is not None and retry_at > T0
+    h.poison = set()
+    clock.advance(timedelta(seconds=5))
+    assert await h.scheduler.fire_due() == 1
+    assert await h.effects() == ["a", "bad", "c"]
+
+
+async def test_cancel_many_forgets_pending_timers_only(db: Database) -> None:
+    clock = FrozenClock(T0)
+    h = Harness(db, clock)
+    for subject in ["a", "b", "c"]:
+        await h.schedule(subject, T0 + timedelta(minutes=5))
+    async with db.transaction() as session:
+        await h.timers.cancel_many(session, kind="reminder", subjects=["a", "c", "unknown"])
+        await h.timers.cancel_many(session, kind="reminder", subjects=[])
+    clock.advance(timedelta(minutes=5))
+    assert await h.scheduler.fire_due() == 1
+    assert [t.subject for t in h.fired] == ["b"]
+
+
+def test_a_kind_has_one_handler_whether_batched_or_not() -> None:
+    handlers = TimerHandlers()
+
+    @handlers.on("x")
+    async def one(ctx: TimerContext, timer: DueTimer) -> None: ...
+
+    with pytest.raises(ValueError):
+
+        @handlers.on_batch("x")
+        async def many(ctx: TimerContext, due: list[DueTimer]) -> None: ...
