@@ -1,10 +1,15 @@
-"""Consuming events: decorated handlers get typed data and a session; the inbox makes them idempotent."""
+"""Consuming events: decorated handlers get typed data and a session; the inbox makes them idempotent.
+
+Types registered with `on_batch` are gathered: each delivery still gets its own outcome, but a batch of them
+is claimed in the inbox and handled in one transaction, which is what makes high event rates affordable.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -12,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import inbox, observability
 from shared.bus.base import Delivery, Outcome
+from shared.bus.topics import topic_matches
 from shared.clock import Clock
 from shared.db import Database
 from shared.events import CloudEvent, EventRegistry, InvalidEvent, parse_message
@@ -39,12 +45,69 @@ class HandlerContext:
 Handler = Callable[[HandlerContext, Any], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Received:
+    """One fresh event of a batch: its envelope and its validated data."""
+
+    envelope: CloudEvent
+    data: Any
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What a batch handler works with: one open transaction for the whole batch, the outbox and the clock."""
+
+    session: AsyncSession
+    outbox: Outbox
+    clock: Clock
+
+    async def publish(
+        self, type: str, data: BaseModel, *, subject: str | None = None, cause: Received | None = None
+    ) -> CloudEvent:
+        """Publish in the batch's transaction; `cause` carries that event's correlation id onwards."""
+        token = correlation_id.set(cause.envelope.correlationid) if cause is not None else None
+        try:
+            return await self.outbox.add(self.session, type, data, subject=subject)
+        finally:
+            if token is not None:
+                correlation_id.reset(token)
+
+    async def publish_many(
+        self, events: Sequence[tuple[str, BaseModel, str | None]], *, cause: Received | None = None
+    ) -> list[CloudEvent]:
+        """`publish` for many `(type, data, subject)` in one insert, all carrying `cause`'s correlation id."""
+        token = correlation_id.set(cause.envelope.correlationid) if cause is not None else None
+        try:
+            return await self.outbox.add_many(self.session, events)
+        finally:
+            if token is not None:
+                correlation_id.reset(token)
+
+
+BatchHandler = Callable[[BatchContext, list[Received]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class BatchRoute:
+    """Event types (or topic patterns) handled in batches of up to `max_size`, gathered for `max_wait_ms`."""
+
+    keys: tuple[str, ...]
+    handler: BatchHandler
+    max_size: int
+    max_wait_ms: float
+
+    async def one(self, ctx: HandlerContext, data: Any) -> None:
+        """The same handler on a batch of one, for events that must be handled alone."""
+        await self.handler(BatchContext(ctx.session, ctx.outbox, ctx.clock), [Received(ctx.envelope, data)])
+
+
 class EventHandlers:
     """A service's handlers by event type; `@handlers.on("intake.contact.received.v1")`."""
 
     def __init__(self) -> None:
         self.by_type: dict[str, Handler] = {}
         self.extra_bindings: list[str] = []
+        self.batches: dict[str, BatchRoute] = {}
 
     def on(self, event_type: str) -> Callable[[Callable[[HandlerContext, D], Awaitable[None]]], Handler]:
         def register(handler: Callable[[HandlerContext, D], Awaitable[None]]) -> Handler:
@@ -55,9 +118,61 @@ class EventHandlers:
 
         return register
 
+    def on_batch(
+        self, keys: Sequence[str], *, max_size: int = 500, max_wait_ms: float = 20
+    ) -> Callable[[BatchHandler], BatchHandler]:
+        """`@handlers.on_batch(["tickets.#"])`: `async def h(ctx: BatchContext, events: list[Received])`.
+
+        `keys` are event types or topic patterns; a type with its own `on` handler is not batched.
+        """
+        if max_size < 1 or max_wait_ms < 0:
+            raise ValueError("a batch holds at least one event and waits a non-negative time")
+
+        def register(handler: BatchHandler) -> BatchHandler:
+            route = BatchRoute(tuple(keys), handler, max_size, max_wait_ms)
+            for key in keys:
+                if key in self.by_type:
+                    raise ValueError(f"two handlers for {key}")
+                # Listed like any handler, so the queue is bound to it and the consumer starts.
+                self.by_type[key] = route.one
+                self.batches[key] = route
+            return handler
+
+        return register
+
+    def batch_route(self, event_type: str) -> BatchRoute | None:
+        """The batch route for a type: its own, else the first pattern that matches and no `on` handler."""
+        route = self.batches.get(event_type)
+        if route is not None or event_type in self.by_type:
+            return route
+        return next(
+            (r for key, r in self.batches.items() if _is_pattern(key) and topic_matches(key, event_type)),
+            None,
+        )
+
     @property
     def routing_keys(self) -> list[str]:
         return sorted(set(self.by_type) | set(self.extra_bindings))
+
+
+def _is_pattern(key: str) -> bool:
+    return "*" in key or "#" in key
+
+
+@dataclass
+class _Parked:
+    """A delivery waiting for its batch, and the future its transport call awaits."""
+
+    delivery: Delivery
+    envelope: CloudEvent
+    data: Any
+    outcome: asyncio.Future[Outcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def settle(self, outcome: Outcome) -> None:
+        if not self.outcome.done():
+            self.outcome.set_result(outcome)
 
 
 class EventConsumer:
@@ -79,6 +194,9 @@ class EventConsumer:
         self.db = db
         self.outbox = outbox
         self.clock = clock
+        self._waiting: dict[BatchRoute, list[_Parked]] = {}
+        self._timers: dict[BatchRoute, asyncio.TimerHandle] = {}
+        self._running: set[asyncio.Task[None]] = set()
 
     async def __call__(self, delivery: Delivery) -> Outcome:
         event_type = delivery.routing_key or "unknown"
@@ -86,13 +204,22 @@ class EventConsumer:
             envelope = parse_message(delivery.body, delivery.headers, delivery.content_type)
             event_type = envelope.type
             data = self.registry.validate_data(envelope)
-            handler = self.handlers.by_type.get(envelope.type)
+            route = self.handlers.batch_route(envelope.type)
+            handler = route.one if route is not None else self.handlers.by_type.get(envelope.type)
             if handler is None:
                 raise InvalidEvent(f"{self.service} has no handler for {envelope.type!r}")
         except InvalidEvent as exc:
             observability.EVENTS_CONSUMED.labels(self.service, _bounded(event_type), "dead_lettered").inc()
             return Outcome.dead(str(exc))
+        if route is not None:
+            return await self._park(route, _Parked(delivery, envelope, data))
+        return await self._handle_one(delivery, envelope, data, handler)
 
+    async def _handle_one(
+        self, delivery: Delivery, envelope: CloudEvent, data: Any, handler: Handler
+    ) -> Outcome:
+        """One event in its own transaction: handled, duplicate, retried or dead."""
+        event_type = envelope.type
         token = correlation_id.set(envelope.correlationid)
         try:
             async with self.db.transaction() as session:
@@ -120,6 +247,66 @@ class EventConsumer:
         outcome = "handled" if fresh else "duplicate"
         observability.EVENTS_CONSUMED.labels(self.service, event_type, outcome).inc()
         return Outcome.handled() if fresh else Outcome.duplicate()
+
+    async def _park(self, route: BatchRoute, parked: _Parked) -> Outcome:
+        waiting = self._waiting.setdefault(route, [])
+        waiting.append(parked)
+        if len(waiting) >= route.max_size:
+            self._flush(route)
+        elif route not in self._timers:
+            loop = asyncio.get_running_loop()
+            self._timers[route] = loop.call_later(route.max_wait_ms / 1000, self._flush, route)
+        # Shielded: a transport that stops waiting must not cancel the outcome its neighbours share.
+        return await asyncio.shield(parked.outcome)
+
+    def _flush(self, route: BatchRoute) -> None:
+        timer = self._timers.pop(route, None)
+        if timer is not None:
+            timer.cancel()
+        batch = self._waiting.pop(route, [])
+        if batch:
+            task = asyncio.create_task(self._handle_batch(route, batch), name=f"kefu-{self.service}-batch")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _handle_batch(self, route: BatchRoute, batch: list[_Parked]) -> None:
+        try:
+            await self._handle_together(route, batch)
+        except Exception as exc:
+            # One poison event must not fail its neighbours: each is handled (and retried) on its own.
+            log.warning("batch of %d events failed, handling them one by one: %s", len(batch), exc)
+            for parked in batch:
+                if not parked.outcome.done():
+                    parked.settle(
+                        await self._handle_one(parked.delivery, parked.envelope, parked.data, route.one)
+                    )
+        finally:
+            for parked in batch:  # only if cancelled on shutdown: the broker will deliver them again
+                parked.settle(Outcome.retry("consumer stopped before the batch was handled"))
+
+    async def _handle_together(self, route: BatchRoute, batch: list[_Parked]) -> None:
+        """Claim the whole batch in the inbox and handle its fresh events in one transaction."""
+        first: dict[str, _Parked] = {}
+        for parked in batch:
+            first.setdefault(parked.envelope.id, parked)
+        async with self.db.transaction() as session:
+            fresh_ids = await inbox.claim_many(
+                session,
+                [(p.envelope.id, p.envelope.type, p.envelope.source) for p in first.values()],
+                at=self.clock.now(),
+            )
+            fresh = [p for p in first.values() if p.envelope.id in fresh_ids]
+            if fresh:
+                await route.handler(
+                    BatchContext(session, self.outbox, self.clock),
+                    [Received(p.envelope, p.data) for p in fresh],
+                )
+        for parked in batch:
+            handled = parked.envelope.id in fresh_ids and first[parked.envelope.id] is parked
+            observability.EVENTS_CONSUMED.labels(
+                self.service, parked.envelope.type, "handled" if handled else "duplicate"
+            ).inc()
+            parked.settle(Outcome.handled() if handled else Outcome.duplicate())
 
 
 def _bounded(event_type: str) -> str:

@@ -33,3 +33,22 @@ async def claim(session: AsyncSession, *, event_id: str, type: str, source: str,
     )
     result = cast("CursorResult[Any]", await session.execute(statement))
     return bool(result.rowcount)
+
+
+async def claim_many(session: AsyncSession, events: list[tuple[str, str, str]], *, at: datetime) -> set[str]:
+    """Record many `(event_id, type, source)` at once; returns the new ids (the others are duplicates)."""
+    if not events:
+        return set()
+    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+    # Sorted ids take the unique-index locks in one order, so two batches sharing an id cannot deadlock.
+    rows = [
+        {"event_id": event_id, "type": type, "source": source, "handled_at": at}
+        for event_id, type, source in sorted(events)
+    ]
+    statement = (
+        insert(inbox_table)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(inbox_table.c.event_id)
+    )
+    return set((await session.execute(statement)).scalars().all())

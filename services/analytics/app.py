@@ -9,8 +9,10 @@ import shared.contracts  # noqa: F401  (registers the event catalogue)
 from services.analytics.handlers import handlers
 from services.analytics.models import metadata
 from services.analytics.routes import metrics, sla, surveys, webhooks
+from services.analytics.settings import analytics_settings
 from services.analytics.webhooks import WebhookDispatcher
 from shared.app import create_service_app
+from shared.bus.amqp import AmqpTransport
 from shared.runtime import Runtime, ServiceDefinition
 
 
@@ -29,6 +31,22 @@ async def start_webhook_dispatcher(runtime: Runtime) -> None:
     runtime.stop = stop_with_dispatcher  # type: ignore[method-assign]
 
 
+async def size_consumer_for_batches(runtime: Runtime) -> None:
+    """Let the broker hand over enough messages at once for the projector's batches to fill.
+
+    Each parked delivery holds one of the transport's in-flight slots until its batch commits, so the
+    platform-wide defaults (sized for one transaction per event) would cap a batch at a few dozen events.
+    """
+    transport = runtime.transport
+    if not isinstance(transport, AmqpTransport) or not runtime.owns_transport:
+        return
+    settings, chosen = analytics_settings(), runtime.settings.model_fields_set
+    if "prefetch" not in chosen:
+        transport.prefetch = settings.consumer_prefetch
+    if "consumer_concurrency" not in chosen:
+        transport.concurrency = settings.consumer_concurrency
+
+
 DEFINITION = ServiceDefinition(
     name="analytics",
     title="Kefu analytics",
@@ -42,7 +60,7 @@ DEFINITION = ServiceDefinition(
     migrations_dir=Path(__file__).parent / "migrations",
     path_prefixes=("metrics", "surveys", "sla", "reports", "webhooks"),
     handlers=handlers,
-    on_start=[start_webhook_dispatcher],
+    on_start=[size_consumer_for_batches, start_webhook_dispatcher],
 )
 
 

@@ -17,7 +17,7 @@ FEED_OUTCOMES = ("warning", "breach")
 EVENT_NAMES = {"warning": "sla.warning", "breach": "sla.breach"}
 
 
-def _outcome(data: t.SlaOutcome) -> tuple[str, datetime, int | None, bool]:
+def outcome_of(data: t.SlaOutcome) -> tuple[str, datetime, int | None, bool]:
     if isinstance(data, t.SlaBreached):
         return "breach", data.breached_at, None, data.late
     if isinstance(data, t.SlaWarning):
@@ -30,7 +30,7 @@ async def record_outcome(session: AsyncSession, event_id: str, data: t.SlaOutcom
     """Store one SLA outcome once (keyed by event id); None when it was already there."""
     if (await session.execute(sa.select(SlaEvent.seq).where(SlaEvent.event_id == event_id))).first():
         return None
-    outcome, at, elapsed, late = _outcome(data)
+    outcome, at, elapsed, late = outcome_of(data)
     row = SlaEvent(
         event_id=event_id,
         outcome=outcome,

@@ -13,8 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from services.analytics.handlers import Projector, reporting_calendar
+from services.analytics.handlers import reporting_calendar
 from services.analytics.models import BriefFact, EventRecord, MilestoneFact, ProjectionCheckpoint, TicketFact
+from services.analytics.projector import Item, project
 from shared.clock import Clock
 from shared.db import Database
 from shared.events import EventRegistry
@@ -56,13 +57,14 @@ async def rebuild(
                 .scalars()
                 .all()
             )
-            projector = Projector(session, calendar, clock.now())
+            items = []
             for record in records:
                 data = _data(registry, record)
                 if data is not None:
-                    await projector.apply(record.event_id, data)
-                    applied += 1
+                    items.append(Item(record.event_id, data))
                 after = record.seq or after
+            await project(session, items, calendar=calendar, now=clock.now())
+            applied += len(items)
             checkpoint = await session.get(ProjectionCheckpoint, CHECKPOINT)
             assert checkpoint is not None
             checkpoint.last_seq = after

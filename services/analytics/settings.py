@@ -24,6 +24,13 @@ class AnalyticsSettings(BaseSettings):
     webhook_retry_delays_seconds: list[float] = [1.0, 5.0, 30.0, 120.0, 600.0]
     webhook_poll_seconds: float = Field(default=0.5, gt=0)
     feed_poll_seconds: float = Field(default=0.5, gt=0)
+    # Events are projected in batches: up to this many in one transaction, gathered for at most this long.
+    batch_max_size: int = Field(default=500, ge=1, le=5000)
+    batch_max_wait_ms: float = Field(default=20, ge=0)
+    # A batch fills only if the broker hands over that many messages at once: analytics' own defaults
+    # for the in-flight limits, used unless KEFU_PREFETCH / KEFU_CONSUMER_CONCURRENCY are set explicitly.
+    consumer_prefetch: int = Field(default=1000, ge=1, le=65535)
+    consumer_concurrency: int = Field(default=1000, ge=1)
 
 
 @lru_cache(maxsize=1)

@@ -28,6 +28,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
 @dataclass(frozen=True)
 class NewSurvey:
     survey: Survey
@@ -40,7 +44,7 @@ async def _create(
     exists = await session.execute(sa.select(Survey.id).where(Survey.origin_key == survey.origin_key))
     if exists.first() is not None:
         return None  # the same resolution or decision seen again under another event id
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     survey.token_hash = hash_token(token)
     survey.created_at = now
     survey.expires_at = now + ttl

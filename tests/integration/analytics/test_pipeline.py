@@ -122,9 +122,10 @@ async def test_sse_stream_delivers_a_breach_and_resumes_from_last_event_id(
         async def read_events(headers: dict[str, str], count: int) -> list[dict[str, str]]:
             events: list[dict[str, str]] = []
             current: dict[str, str] = {}
-            async with httpx.AsyncClient(base_url=base, timeout=20) as http, http.stream(
-                "GET", "/v1/sla/breaches/stream", headers={**SUPERVISOR, **headers}
-            ) as r:
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=20) as http,
+                http.stream("GET", "/v1/sla/breaches/stream", headers={**SUPERVISOR, **headers}) as r,
+            ):
                 assert r.status_code == 200
                 async for line in r.aiter_lines():
                     if not line:

@@ -1,0 +1,475 @@
+"""The projector: a batch of events folds into the projections with a handful of statements.
+
+A batch's events of one ticket are merged in Python first; the merged row then meets the stored one in a
+single `INSERT … ON CONFLICT DO UPDATE` whose SET clause holds the same rules (the highest snapshot
+`version` wins, the earliest first response, the latest resolution, reopen counts add up), so the result
+does not depend on how events were split into batches or in which order they came. A rebuild replays
+the log through the same code, so it reproduces what live consumption built.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.analytics import facts, feed, metrics, surveys
+from services.analytics.business_time import BusinessCalendar
+from services.analytics.models import SlaEvent, Survey, TicketFact, Webhook, WebhookDelivery
+from shared.consumer import BatchContext, Received
+from shared.contracts import briefs as b
+from shared.contracts import tickets as t
+from shared.db import dialect_name
+from shared.ids import new_id
+
+BRIEF_EVENTS = (
+    b.BriefSubmitted,
+    b.BriefApproved,
+    b.BriefReturned,
+    b.ProposalPresented,
+    b.ProposalDecided,
+    b.MilestoneMissed,
+)
+_DONE = {t.TicketStatus.RESOLVED.value, t.TicketStatus.CLOSED.value}
+_facts = TicketFact.__table__  # type: ignore[attr-defined]
+_sla = SlaEvent.__table__  # type: ignore[attr-defined]
+_surveys = Survey.__table__  # type: ignore[attr-defined]
+_deliveries = WebhookDelivery.__table__  # type: ignore[attr-defined]
+# Rows per multi-row statement: well inside the bind-parameter limits of PostgreSQL and SQLite.
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Item:
+    """One event to project; `cause` is the live delivery (None while rebuilding from the log)."""
+
+    event_id: str
+    data: Any
+    cause: Received | None = None
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+@dataclass
+class TicketMerge:
+    """A batch's events of one ticket, merged by the same rules the upsert applies to the stored row."""
+
+    snapshot: t.TicketSnapshot
+    policy_name: str | None = None
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
+    public_replies: int | None = None
+    reopen_count: int = 0
+    reopens_seen: int = 0
+    reopened_at: datetime | None = None
+    closed_at: datetime | None = None
+    resolutions: list[t.TicketResolved] = field(default_factory=list)
+
+    def add(self, data: Any) -> None:
+        snapshot: t.TicketSnapshot = data.ticket
+        if snapshot.version > self.snapshot.version:
+            self.snapshot = snapshot
+        match data:
+            case t.TicketCreated() | t.SlaOutcome():
+                self.policy_name = data.policy_name or self.policy_name
+            case t.TicketResponded() if data.first:
+                self.first_response_at = _earliest(self.first_response_at, data.responded_at)
+            case t.TicketResolved():
+                self.first_response_at = _earliest(self.first_response_at, data.first_response_at)
+                if self.resolved_at is None or data.resolved_at >= self.resolved_at:
+                    self.public_replies = data.public_replies
+                self.resolved_at = _latest(self.resolved_at, data.resolved_at)
+                self.reopen_count = max(self.reopen_count, data.reopen_count)
+                self.resolutions.append(data)
+            case t.TicketClosed():
+                self.closed_at = _latest(self.closed_at, data.closed_at)
+            case t.TicketReopened():
+                self.reopened_at = _latest(self.reopened_at, data.reopened_at)
+                self.reopens_seen += 1
+                self.reopen_count = max(self.reopen_count, self.reopens_seen)
+
+    def row(self, calendar: BusinessCalendar) -> dict[str, Any]:
+        s = self.snapshot
+        row = {
+            "ticket_id": s.id,
+            "version": s.version,
+            "kind": s.kind.value,
+            "priority": s.priority.value,
+            "channel": s.channel.value,
+            "status": s.status.value,
+            "category": s.category,
+            "customer_id": s.customer_id,
+            "customer_tier": s.customer_tier.value,
+            "assignee": s.assignee,
+            "group": s.group,
+            "created_at": s.created_at,
+            "policy_name": self.policy_name,
+            "first_response_at": self.first_response_at,
+            "resolved_at": self.resolved_at,
+            "reopened_at": self.reopened_at,
+            "closed_at": self.closed_at,
+            "reopen_count": self.reopen_count,
+            "reopens_seen": self.reopens_seen,
+            "public_replies": self.public_replies,
+        }
+        row.update(durations(row, calendar))
+        return row
+
+
+def durations(row: Any, calendar: BusinessCalendar) -> dict[str, float | None]:
+    """Response and resolution times of a merged row, in calendar and in business seconds."""
+    get = row.get if isinstance(row, dict) else lambda name: getattr(row, name)
+    created, responded, resolved = get("created_at"), get("first_response_at"), get("resolved_at")
+    out: dict[str, float | None] = {
+        "first_response_seconds": None,
+        "first_response_business_seconds": None,
+        "resolution_seconds": None,
+        "resolution_business_seconds": None,
+    }
+    if responded is not None:
+        out["first_response_seconds"] = max(0.0, (responded - created).total_seconds())
+        out["first_response_business_seconds"] = calendar.seconds_between(created, responded)
+    if get("status") in _DONE and resolved is not None:
+        out["resolution_seconds"] = max(0.0, (resolved - created).total_seconds())
+        out["resolution_business_seconds"] = calendar.seconds_between(created, resolved)
+    return out
+
+
+_DESCRIPTIVE = (
+    "version",
+    "kind",
+    "priority",
+    "channel",
+    "status",
+    "category",
+    "customer_id",
+    "customer_tier",
+    "assignee",
+    "group",
+    "created_at",
+)
+_DURATIONS = (
+    "first_response_seconds",
+    "first_response_business_seconds",
+    "resolution_seconds",
+    "resolution_business_seconds",
+)
+
+
+def _merge_rules(excluded: Any) -> dict[str, Any]:
+    """The SET clause: the stored row (`ticket_facts.…`) meets the batch's merge (`excluded.…`)."""
+    stored = _facts.c
+    newer = excluded.version > stored.version
+
+    def earliest(name: str) -> Any:
+        new, old = excluded[name], stored[name]
+        return sa.case((old.is_(None), new), (new.is_(None), old), (new < old, new), else_=old)
+
+    def latest(name: str) -> Any:
+        new, old = excluded[name], stored[name]
+        return sa.case((old.is_(None), new), (new.is_(None), old), (new > old, new), else_=old)
+
+    def greatest(a: Any, b: Any) -> Any:
+        return sa.case((a >= b, a), else_=b)
+
+    seen = stored.reopens_seen + excluded.reopens_seen
+    rules: dict[str, Any] = {
+        name: sa.case((newer, excluded[name]), else_=stored[name]) for name in _DESCRIPTIVE
+    }
+    rules |= {
+        "policy_name": sa.func.coalesce(excluded.policy_name, stored.policy_name),
+        "first_response_at": earliest("first_response_at"),
+        "resolved_at": latest("resolved_at"),
+        "reopened_at": latest("reopened_at"),
+        "closed_at": latest("closed_at"),
+        # The replies of the latest resolution (the batch's wins a tie, as a later event would).
+        "public_replies": sa.case(
+            (
+                sa.and_(
+                    excluded.resolved_at.is_not(None),
+                    sa.or_(stored.resolved_at.is_(None), excluded.resolved_at >= stored.resolved_at),
+                ),
+                excluded.public_replies,
+            ),
+            else_=stored.public_replies,
+        ),
+        "reopens_seen": seen,
+        "reopen_count": greatest(greatest(stored.reopen_count, excluded.reopen_count), seen),
+    }
+    # Durations depend on the merged instants; they are proposed here and corrected after RETURNING.
+    rules |= {name: excluded[name] for name in _DURATIONS}
+    return rules
+
+
+async def upsert_tickets(
+    session: AsyncSession, merges: dict[uuid.UUID, TicketMerge], calendar: BusinessCalendar
+) -> dict[uuid.UUID, Any]:
+    """One upsert per ticket of the batch; returns every touched ticket's row as stored now."""
+    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+    # Rows in key order, so two batches sharing tickets take their row locks in the same order.
+    rows = [merges[ticket_id].row(calendar) for ticket_id in sorted(merges)]
+    stored: dict[uuid.UUID, Any] = {}
+    for start in range(0, len(rows), _CHUNK):
+        statement = insert(_facts).values(rows[start : start + _CHUNK])
+        statement = statement.on_conflict_do_update(
+            index_elements=["ticket_id"], set_=_merge_rules(statement.excluded)
+        ).returning(*_facts.c)
+        for row in (await session.execute(statement)).all():
+            stored[row.ticket_id] = row
+    corrections = []
+    for ticket_id, row in stored.items():
+        right = durations(row, calendar)
+        if any(getattr(row, name) != value for name, value in right.items()):
+            corrections.append({"key": ticket_id, **right})
+            stored[ticket_id] = _Row({**row._asdict(), **right})
+    if corrections:
+        await session.execute(
+            sa.update(_facts)
+            .where(_facts.c.ticket_id == sa.bindparam("key"))
+            .values({name: sa.bindparam(name) for name in _DURATIONS}),
+            corrections,
+        )
+    return stored
+
+
+class _Row(dict[str, Any]):
+    """A corrected row that reads like a result row (`row.priority`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self[name]
+
+
+async def record_outcomes(session: AsyncSession, items: Sequence[Item]) -> list[SlaEvent]:
+    """Store the batch's SLA outcomes once each (keyed by event id); returns the rows that are new."""
+    rows = []
+    for item in items:
+        data: t.SlaOutcome = item.data
+        outcome, at, elapsed, late = feed.outcome_of(data)
+        rows.append(
+            {
+                "event_id": item.event_id,
+                "outcome": outcome,
+                "ticket_id": data.ticket.id,
+                "metric": data.metric.value,
+                "cycle": data.cycle,
+                "policy_id": data.policy_id,
+                "policy_name": data.policy_name,
+                "target_seconds": data.target_seconds,
+                "due_at": data.due_at,
+                "occurred_at": at,
+                "late": late,
+                "elapsed_seconds": elapsed,
+                "kind": data.ticket.kind.value,
+                "priority": data.ticket.priority.value,
+                "channel": data.ticket.channel.value,
+                "assignee": data.ticket.assignee,
+                "group": data.ticket.group,
+            }
+        )
+    if not rows:
+        return []
+    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+    by_id = {row["event_id"]: row for row in rows}
+    new: list[SlaEvent] = []
+    for start in range(0, len(rows), _CHUNK):
+        statement = (
+            insert(_sla)
+            .values(rows[start : start + _CHUNK])
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(_sla.c.seq, _sla.c.event_id)
+        )
+        for seq, event_id in (await session.execute(statement)).all():
+            new.append(SlaEvent(seq=seq, **by_id[event_id]))
+    new.sort(key=lambda row: row.seq or 0)
+    return new
+
+
+async def announce(session: AsyncSession, rows: Sequence[SlaEvent], *, now: datetime) -> None:
+    """Count live outcomes and queue warnings and breaches for every webhook subscribed to their type."""
+    for row in rows:
+        metrics.SLA_FEED_EVENTS.labels(row.outcome, row.metric, row.priority).inc()
+    announced = [row for row in rows if row.outcome in feed.FEED_OUTCOMES]
+    if not announced:
+        return
+    hooks = (await session.execute(sa.select(Webhook).where(Webhook.active.is_(True)))).scalars().all()
+    deliveries = [
+        {
+            "id": new_id(),
+            "webhook_id": hook.id,
+            "feed_seq": row.seq or 0,
+            "event_type": feed.EVENT_NAMES[row.outcome],
+            "payload": feed.feed_item(row),
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for row in announced
+        for hook in hooks
+        if feed.EVENT_NAMES[row.outcome] in hook.events
+    ]
+    if deliveries:
+        await session.execute(sa.insert(_deliveries), deliveries)
+
+
+async def surveys_for_resolutions(
+    ctx: BatchContext,
+    resolutions: Sequence[tuple[Item, Any]],
+    *,
+    now: datetime,
+    ttl: timedelta,
+) -> None:
+    """One survey per resolution cycle (none if the ticket was reopened after it), sent out for delivery."""
+    wanted: dict[str, tuple[Item, dict[str, Any]]] = {}
+    for item, fact in resolutions:
+        resolved: t.TicketResolved = item.data
+        if fact.reopened_at is not None and fact.reopened_at > resolved.resolved_at:
+            continue
+        ticket = resolved.ticket
+        origin = f"ticket:{ticket.id}:{resolved.reopen_count}"
+        wanted.setdefault(
+            origin,
+            (
+                item,
+                {
+                    "id": new_id(),
+                    "origin_key": origin,
+                    "ticket_id": ticket.id,
+                    "customer_id": ticket.customer_id,
+                    "kind": ticket.kind.value,
+                    "priority": ticket.priority.value,
+                    "channel": ticket.channel.value,
+                    "group": ticket.group,
+                    "assignee": ticket.assignee,
+                    "created_at": now,
+                    "expires_at": now + ttl,
+                },
+            ),
+        )
+    if not wanted:
+        return
+    existing = set(
+        (
+            await ctx.session.execute(
+                sa.select(_surveys.c.origin_key).where(_surveys.c.origin_key.in_(list(wanted)))
+            )
+        ).scalars()
+    )
+    tokens: dict[uuid.UUID, str] = {}
+    rows = []
+    for origin, (_, row) in wanted.items():
+        if origin in existing:
+            continue  # the same resolution seen again under another event id
+        token = surveys.new_token()
+        tokens[row["id"]] = token
+        rows.append({**row, "token_hash": surveys.hash_token(token)})
+    if not rows:
+        return
+    await ctx.session.execute(sa.insert(_surveys), rows)
+    by_cause: dict[str | None, list[tuple[str, Any, str | None]]] = defaultdict(list)
+    causes: dict[str | None, Received | None] = {}
+    for row in rows:
+        item, _ = wanted[row["origin_key"]]
+        correlation = item.cause.envelope.correlationid if item.cause else None
+        causes.setdefault(correlation, item.cause)
+        new = surveys.NewSurvey(Survey(**row), tokens[row["id"]])
+        by_cause[correlation].append(
+            ("analytics.survey.requested.v1", surveys.requested_event(new), str(row["id"]))
+        )
+        metrics.SURVEYS.labels("requested").inc()
+    for correlation, events in by_cause.items():
+        await ctx.publish_many(events, cause=causes[correlation])
+
+
+async def project(
+    session: AsyncSession,
+    items: Sequence[Item],
+    *,
+    calendar: BusinessCalendar,
+    now: datetime,
+    live: BatchContext | None = None,
+    survey_ttl: timedelta = timedelta(days=28),
+) -> None:
+    """Fold a batch into the projections; `live` adds the side effects of a fresh delivery."""
+    new_outcomes = await record_outcomes(session, [i for i in items if isinstance(i.data, t.SlaOutcome)])
+    if live is not None:
+        await announce(session, new_outcomes, now=now)
+    for item in items:
+        if isinstance(item.data, BRIEF_EVENTS):
+            await _brief_event(session, item, now=now, live=live, survey_ttl=survey_ttl)
+    merges = ticket_merges(items)
+    if not merges:
+        return
+    stored = await upsert_tickets(session, merges, calendar)
+    if live is not None:
+        await _after_tickets(live, items, stored, now=now, survey_ttl=survey_ttl)
+
+
+def ticket_merges(items: Sequence[Item]) -> dict[uuid.UUID, TicketMerge]:
+    """The batch's ticket events merged per ticket, in batch order."""
+    merges: dict[uuid.UUID, TicketMerge] = {}
+    for item in items:
+        snapshot = getattr(item.data, "ticket", None)
+        if isinstance(item.data, BRIEF_EVENTS) or not isinstance(snapshot, t.TicketSnapshot):
+            continue
+        merge = merges.get(snapshot.id)
+        if merge is None:
+            merge = merges[snapshot.id] = TicketMerge(snapshot)
+        merge.add(item.data)
+    return merges
+
+
+async def _brief_event(
+    session: AsyncSession, item: Item, *, now: datetime, live: BatchContext | None, survey_ttl: timedelta
+) -> None:
+    # Brief events are few: the per-event fold (with its row lock) is cheap enough here.
+    await facts.apply_brief_event(session, item.data)
+    if live is None or not isinstance(item.data, b.ProposalDecided):
+        return
+    new = await surveys.survey_for_presentation(session, item.data, now=now, ttl=survey_ttl)
+    if new is not None:
+        await live.publish(
+            "analytics.survey.requested.v1",
+            surveys.requested_event(new),
+            subject=str(new.survey.id),
+            cause=item.cause,
+        )
+
+
+async def _after_tickets(
+    live: BatchContext,
+    items: Sequence[Item],
+    stored: dict[uuid.UUID, Any],
+    *,
+    now: datetime,
+    survey_ttl: timedelta,
+) -> None:
+    """Counters, surveys and withdrawn ratings, judged on each ticket's row as merged by this batch."""
+    resolutions = []
+    for item in items:
+        data = item.data
+        if isinstance(data, t.TicketResolved):
+            fact = stored[data.ticket.id]
+            if fact.first_response_seconds is not None and data.reopen_count == 0:
+                metrics.FIRST_RESPONSE.labels(fact.priority).observe(fact.first_response_seconds)
+            if fact.resolution_seconds is not None:
+                metrics.RESOLUTION.labels(fact.priority).observe(fact.resolution_seconds)
+            resolutions.append((item, fact))
+    await surveys_for_resolutions(live, resolutions, now=now, ttl=survey_ttl)
+    for item in items:
+        if isinstance(item.data, t.TicketReopened):
+            await surveys.invalidate_for_reopen(live.session, item.data, now=now)
