@@ -1,6 +1,6 @@
 """SLA scheduler benchmark on PostgreSQL: breach lateness with many open clocks, idle cost, naive scan.
 
-    .venv/bin/python -m bench.sla [--open 1000000] [--due 10000] [--spread 60] [--idle-seconds 30] [--quick]
+    .venv/bin/python -m bench.sla [--open 1000000] [--due 10000] [--spread 20] [--idle-seconds 30] [--quick]
 
 Fills a scratch database with `--open` open tickets, each with a running resolution clock and its
 pending breach timer (due in 30 days), then runs the tickets service's real `TimerScheduler` with its
@@ -342,6 +342,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:  # noqa: PLR0915  
             "idle_queries_per_min": idle_queries_per_min,
             "idle_postgres_cores": idle_cores.get("postgres", 0.0),
             "memory_mb": memory_mb,
+            "memory_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "due_cpu_pct": due_cpu_pct,
             "due_postgres_cores": due_cores.get("postgres", 0.0),
             "statements_per_breach": statements / fired,
@@ -360,7 +361,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--open", type=int, default=1_000_000)
     parser.add_argument("--due", type=int, default=10_000)
-    parser.add_argument("--spread", type=float, default=60.0, help="seconds over which the due timers fall")
+    parser.add_argument("--spread", type=float, default=20.0, help="seconds over which the due timers fall")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--batch-size", type=int, default=200, help="timers one scheduler pass claims")
     parser.add_argument("--claimers", type=int, default=2, help="concurrent passes while timers queue up")

@@ -253,7 +253,7 @@ class _DueClocks:
         if not ticket_ids:
             return
         locked = await self.session.execute(
-            sa.select(Ticket).where(Ticket.id.in_(ticket_ids)).order_by(Ticket.id).with_for_update()
+            sa.select(Ticket).where(Ticket.id.in_(sorted(ticket_ids))).order_by(Ticket.id).with_for_update()
         )
         self.tickets = {ticket.id: ticket for ticket in locked.scalars()}
         if not self.tickets:
