@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -41,3 +42,17 @@ def utc_iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def sleep_until_set(event: asyncio.Event, seconds: float) -> bool:
+    """Sleep until `event` is set or `seconds` pass; True if woken by the event.
+
+    Unlike `asyncio.wait_for` on Python 3.11, a cancellation that lands as the event fires is never lost,
+    so a task sleeping here always stops when cancelled.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

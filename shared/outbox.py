@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -16,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from shared import observability
 from shared.bus.base import OutgoingMessage, PublishFailed, Transport
-from shared.clock import Clock
+from shared.clock import Clock, sleep_until_set
 from shared.db import Database, UTCDateTime, infra_metadata
 from shared.events import CloudEvent, EventRegistry, make_event
 from shared.observability import correlation_id
@@ -187,8 +186,7 @@ class OutboxRelay:
             if published >= self.batch_size:
                 continue  # more may be waiting: drain before sleeping
             # The polling backstop: rows committed by other replicas, retries coming due.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.outbox.wake.wait(), timeout=self.poll_seconds)
+            await sleep_until_set(self.outbox.wake, self.poll_seconds)
 
     async def publish_batch(self) -> int:
         """Publish one batch of due rows; returns how many were confirmed."""

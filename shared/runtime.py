@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from shared.settings import ServiceSettings
 from shared.timers import Timers, TimerScheduler, TimerSetup
 
 log = logging.getLogger("kefu.runtime")
+STOP_STEP_SECONDS = 10
 
 
 @dataclass
@@ -133,12 +135,20 @@ class Runtime:
         log.info("%s started", self.name)
 
     async def stop(self) -> None:
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         if self.scheduler is not None:
-            await self.scheduler.stop()
-        await self.relay.stop()
+            steps.append(("timer scheduler", self.scheduler.stop))
+        steps.append(("outbox relay", self.relay.stop))
         if self.owns_transport:
-            await self.transport.close()
-        await self.db.dispose()
+            steps.append(("broker connection", self.transport.close))
+        steps.append(("database pool", self.db.dispose))
+        for what, stop in steps:
+            # Shutting down must end: a step that hangs is logged and left behind, not waited for forever.
+            try:
+                async with asyncio.timeout(STOP_STEP_SECONDS):
+                    await stop()
+            except TimeoutError:
+                log.error("%s: the %s did not stop within %ss", self.name, what, STOP_STEP_SECONDS)
         log.info("%s stopped", self.name)
 
     async def refresh_gauges(self) -> None:

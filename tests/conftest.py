@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from shared.settings import ServiceSettings
 
 T = TypeVar("T")
 
+SHUTDOWN_SECONDS = 30
 SECRET = ServiceSettings.for_service("kefu").jwt_secret
 
 
@@ -50,8 +52,19 @@ async def eventually(
 async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
     """The embedded platform: four apps, SQLite files in a temp dir, the in-process bus, fast retries."""
     app = create_platform(data_dir=tmp_path, retry_delays_ms=[10, 20, 40], outbox_poll_seconds=0.05)
-    async with app.lifespan():
+    lifespan = app.lifespan()
+    await lifespan.__aenter__()
+    try:
         yield app
+    finally:
+        # A shutdown that never ends is a bug worth a clear failure, not a CI run that times out.
+        try:
+            async with asyncio.timeout(SHUTDOWN_SECONDS):
+                await lifespan.__aexit__(None, None, None)
+        except TimeoutError:
+            for task in asyncio.all_tasks():
+                task.print_stack(file=sys.stderr)
+            raise AssertionError(f"the platform did not shut down within {SHUTDOWN_SECONDS}s") from None
 
 
 @pytest.fixture
