@@ -23,15 +23,18 @@ inbox_table = sa.Table(
 )
 
 
+# Built once: a statement object keeps its compiled form cached, and this runs for every event consumed.
+_CLAIM = {
+    "postgresql": pg_insert(inbox_table).on_conflict_do_nothing(index_elements=["event_id"]),
+    "sqlite": sqlite_insert(inbox_table).on_conflict_do_nothing(index_elements=["event_id"]),
+}
+
+
 async def claim(session: AsyncSession, *, event_id: str, type: str, source: str, at: datetime) -> bool:
     """Record the event as handled; False if it already was (then the caller must do nothing)."""
-    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
-    statement = (
-        insert(inbox_table)
-        .values(event_id=event_id, type=type, source=source, handled_at=at)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-    )
-    result = cast("CursorResult[Any]", await session.execute(statement))
+    statement = _CLAIM[dialect_name(session)]
+    parameters = {"event_id": event_id, "type": type, "source": source, "handled_at": at}
+    result = cast("CursorResult[Any]", await session.execute(statement, parameters))
     return bool(result.rowcount)
 
 
