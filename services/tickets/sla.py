@@ -150,8 +150,14 @@ async def start_ticket_clocks(
 def _outcome_fields(
     ticket: Ticket, clock: SlaClock, calendar: BusinessCalendar, at: datetime
 ) -> dict[str, Any]:
+    return {"ticket": snapshot(ticket), **_clock_outcome(ticket, clock, calendar, at)}
+
+
+def _clock_outcome(
+    ticket: Ticket, clock: SlaClock, calendar: BusinessCalendar, at: datetime
+) -> dict[str, Any]:
+    """What an SLA event says about the clock; the ticket's snapshot is added by the caller."""
     return {
-        "ticket": snapshot(ticket),
         "policy_id": ticket.policy_id,
         "policy_name": ticket.policy_name,
         "metric": SlaMetric(clock.metric),
@@ -345,7 +351,7 @@ async def breach(ctx: TimerContext, due: list[DueTimer]) -> None:
             clock.breached = True
             clock.breached_at = now
             breached.append(str(clock.id))
-            fields = _outcome_fields(ticket, clock, calendar, now)
+            fields = _clock_outcome(ticket, clock, calendar, now)
             ticket.sla_breached = True
             row, escalated = _escalation(
                 ticket,
@@ -358,7 +364,8 @@ async def breach(ctx: TimerContext, due: list[DueTimer]) -> None:
             history.append(row)
             events.append(("tickets.ticket.escalated.v1", escalated, str(ticket.id)))
             refresh_ticket_sla(ticket, found.open_clocks.get(ticket.id, []))
-            fields["ticket"] = snapshot(ticket)
+            # The ticket as escalated is the ticket as breached: the SLA columns are not in a snapshot.
+            fields["ticket"] = escalated.ticket
             events.append(
                 (
                     "tickets.sla.breached.v1",
