@@ -46,6 +46,8 @@ outbox_table = sa.Table(
 )
 
 _WAKE_KEY = "kefu.outbox.wake"
+# Built once: every change that publishes runs it, and a reused statement keeps its compiled form.
+_INSERT = outbox_table.insert()
 
 
 class Outbox:
@@ -72,13 +74,14 @@ class Outbox:
             correlation_id=correlation_id.get(),
         )
         await session.execute(
-            outbox_table.insert().values(
-                event_id=event.id,
-                type=event.type,
-                payload=event.to_json(),
-                correlation_id=event.correlationid,
-                created_at=self.clock.now(),
-            )
+            _INSERT,
+            {
+                "event_id": event.id,
+                "type": event.type,
+                "payload": event.to_json(),
+                "correlation_id": event.correlationid,
+                "created_at": self.clock.now(),
+            },
         )
         # Wake the relay as soon as this transaction commits, not at the next poll.
         session.sync_session.info.setdefault(_WAKE_KEY, set()).add(self.wake)
@@ -108,7 +111,7 @@ class Outbox:
                 )
             )
         await session.execute(
-            outbox_table.insert(),
+            _INSERT,
             [
                 {
                     "event_id": event.id,
