@@ -105,16 +105,19 @@ class AmqpTransport:
         if self._exchange is None or not _alive(self._connection):
             raise PublishFailed({m.id for m in messages}, "not connected to the broker")
         exchange = self._exchange
-        results = await asyncio.gather(
-            *(
-                asyncio.wait_for(
-                    exchange.publish(_to_amqp(m), routing_key=m.routing_key, mandatory=True),
-                    self.publish_timeout,
+        try:
+            # One deadline for the batch: a confirm that has not come by then fails the whole batch (the
+            # outbox sends it again; consumers' inboxes absorb the copies that did arrive).
+            async with asyncio.timeout(self.publish_timeout):
+                results = await asyncio.gather(
+                    *(
+                        exchange.publish(_to_amqp(m), routing_key=m.routing_key, mandatory=True)
+                        for m in messages
+                    ),
+                    return_exceptions=True,
                 )
-                for m in messages
-            ),
-            return_exceptions=True,
-        )
+        except TimeoutError:
+            raise PublishFailed({m.id for m in messages}, "publisher confirm timed out") from None
         failed = {m.id: r for m, r in zip(messages, results, strict=True) if isinstance(r, BaseException)}
         if failed:
             first = next(iter(failed.values()))
