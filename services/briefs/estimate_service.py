@@ -276,7 +276,7 @@ async def record_actual(
         estimate_id=estimate.id,
         client_id=estimate.client_id,
         description=request.description,
-        amount=request.amount,
+        amount=money.to_fen(request.amount),
         incurred_on=request.incurred_on,
         reference=request.reference,
         recorded_by=actor,
@@ -301,7 +301,7 @@ def month_bounds(month: str) -> tuple[date, date]:
     """`2026-11` → the first day of the month and of the next."""
     try:
         first = date.fromisoformat(f"{month}-01")
-    except ValueError:
-        raise Problem(422, "month must look like 2026-11.", slug="validation") from None
-    following = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
+        following = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
+    except ValueError:  # not a month, or the last month a calendar holds
+        raise Problem(422, "month must be a calendar month such as 2026-11.", slug="validation") from None
     return first, following

@@ -25,6 +25,16 @@ REPORT_DUE_WORKING_HOURS = 24
 DEEMED_ACCEPTED_WORKING_HOURS = 48
 
 
+def report_due_at(held_at: datetime) -> datetime:
+    """When the report of a meeting is due: 24 working hours after the meeting."""
+    return add_working_hours(held_at, REPORT_DUE_WORKING_HOURS)
+
+
+def deemed_accepted_at(issued_at: datetime) -> datetime:
+    """When an issued report stands accepted unless the client has commented: 48 working hours on."""
+    return add_working_hours(issued_at, DEEMED_ACCEPTED_WORKING_HOURS)
+
+
 async def record(
     session: AsyncSession, request: MeetingCreate, *, actor: str, clock: Clock, timers: traffic.TimerPort
 ) -> Meeting:
@@ -47,10 +57,10 @@ async def record(
         attendees=[a.model_dump() for a in request.attendees],
         summary=request.summary,
         decisions=list(request.decisions),
-        report_due_at=add_working_hours(request.held_at, REPORT_DUE_WORKING_HOURS),
+        report_due_at=report_due_at(request.held_at),
         issued_by=actor,
         issued_at=now,
-        deemed_accepted_at=add_working_hours(now, DEEMED_ACCEPTED_WORKING_HOURS),
+        deemed_accepted_at=deemed_accepted_at(now),
     )
     session.add(meeting)
     await session.flush()

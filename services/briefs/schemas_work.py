@@ -234,6 +234,12 @@ class MeetingCreate(_In):
     decisions: list[str] = Field(default_factory=list, max_length=100)
     action_items: list[ActionItemIn] = Field(default_factory=list, max_length=100)
 
+    @model_validator(mode="after")
+    def _actions_follow_the_meeting(self) -> MeetingCreate:
+        if any(item.due_at <= self.held_at for item in self.action_items):
+            raise ValueError("an action item is due after the meeting that set it")
+        return self
+
 
 class ActionItemOut(BaseModel):
     description: str
