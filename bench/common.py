@@ -20,13 +20,17 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 
 PG_ADMIN_DSN = os.environ.get("KEFU_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-AMQP_URL = os.environ.get("KEFU_BENCH_AMQP_URL", os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+AMQP_URL = os.environ.get(
+    "KEFU_BENCH_AMQP_URL", os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+)
 
 _started = time.monotonic()
 
@@ -43,19 +47,23 @@ def unique_suffix(nbytes: int = 4) -> str:
     return secrets.token_hex(nbytes)
 
 
-def rounded(value: Any, digits: int = 2) -> Any:
+def rounded(value: T, digits: int = 2) -> T:
     """Round floats (also inside dicts and lists) so the JSON line stays readable."""
+    return cast(T, _rounded(value, digits))
+
+
+def _rounded(value: Any, digits: int) -> Any:
     if isinstance(value, float):
         return round(value, digits)
     if isinstance(value, Mapping):
-        return {k: rounded(v, digits) for k, v in value.items()}
+        return {k: _rounded(v, digits) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [rounded(v, digits) for v in value]
+        return [_rounded(v, digits) for v in value]
     return value
 
 
 def save_result(name: str, result: Mapping[str, Any], *, results_dir: Path = RESULTS_DIR) -> Path:
-    """Write `<name>.json` and a timestamped copy under bench/results/, then print the JSON as the last line."""
+    """Write `<name>.json` and a timestamped copy under bench/results/; print the JSON as the last line."""
     results_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, separators=(", ", ": "))
     latest = results_dir / f"{name}.json"
@@ -75,10 +83,8 @@ def percentiles(values: Iterable[float], points: Iterable[int] = (50, 90, 99)) -
     data = sorted(values)
     if not data:
         return {f"p{p}": float("nan") for p in points} | {"max": float("nan"), "mean": float("nan")}
-    if len(data) == 1:
-        cuts = [data[0]] * 99
-    else:
-        cuts = statistics.quantiles(data, n=100, method="inclusive")
+    # One sample has no spread: every percentile is that sample.
+    cuts = [data[0]] * 99 if len(data) == 1 else statistics.quantiles(data, n=100, method="inclusive")
     out = {f"p{p}": cuts[p - 1] for p in points}
     out["max"] = data[-1]
     out["mean"] = statistics.fmean(data)
@@ -98,9 +104,29 @@ class Sections:
 
     def summary(self) -> dict[str, dict[str, float]]:
         return {
-            name: {"total_s": total, "calls": self.counts[name], "mean_ms": 1000 * total / max(self.counts[name], 1)}
+            name: {
+                "total_s": total,
+                "calls": self.counts[name],
+                "mean_ms": 1000 * total / max(self.counts[name], 1),
+            }
             for name, total in self.totals.items()
         }
+
+
+class Budget:
+    """A whole run's time limit, shared out between phases so that the run ends on time even when slow."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.monotonic()
+        self.end = self.started + seconds
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    def share(self, cap: float, *, parts_left: int = 1, reserve: float = 0.0, floor: float = 2.0) -> float:
+        """Seconds for the next phase: its fair part of what is left after `reserve`, at most `cap`."""
+        return max(floor, min(cap, (self.remaining() - reserve) / max(parts_left, 1)))
 
 
 # ---------------------------------------------------------------------------------------------- CPU
@@ -141,7 +167,10 @@ def _process_groups() -> dict[str, float]:
 
 
 class CpuMeter:
-    """CPU cores used per group between `start()` and `stop()` (approximate: processes that end are missed)."""
+    """CPU cores used per process group between `start()` and `stop()`.
+
+    Approximate: processes that end in between are missed.
+    """
 
     def __init__(self) -> None:
         self._wall = 0.0

@@ -2,20 +2,22 @@
 
 Run: `.venv/bin/python bench/pipeline.py` (`--quick` for a smaller run, `--help` for the knobs).
 
-Phases, all on one broker, one scratch database and one process (like-for-like with the raw baseline):
-1. raw       aio-pika, one connection: publish N persistent messages with confirms (windows of
-             `--raw-window` gathered publishes) to a topic exchange bound to one quorum queue, while a
-             consumer on another channel (prefetch `--prefetch`) acks each; N / (first publish → last ack).
-2. write     N events written into the outbox, `--tx-events` per transaction, relay stopped.
-3. drain     relay and consumer together drain those N rows: N / (relay start → N-th inbox commit).
-4. concurrent  producer, relay and consumer all running at once (as in production): N / (first outbox
-             write → N-th inbox commit). This is `events_per_s`, the figure compared with `raw_events_per_s`.
-5. steady    one event per transaction committed at `--steady-rate`/s for `--steady-seconds`, by absolute
-             schedule from several producer tasks; latency = consumer's commit − producer's commit.
-6. diagnostics  (not part of the figures) cost of one `Database.transaction()` with and without
-             `pool_pre_ping`, and where the steady-state latency goes.
+Everything runs in this one process, on one broker and one scratch database, like the raw baseline:
+1. raw         aio-pika on one connection: N persistent messages published with confirms (windows of
+               `--raw-window` gathered publishes) to a topic exchange bound to one quorum queue, while a
+               consumer on another channel (prefetch `--prefetch`) acks each; N / (first publish → last ack).
+2. components  where the time goes: the relay alone drains M outbox rows into the (pre-declared) queue,
+               then the consumer alone drains those M messages into the inbox.
+3. write       N events written into the outbox, `--tx-events` per transaction, relay stopped.
+4. drain       relay and consumer together on that full outbox: N / (relay start → N-th inbox commit).
+5. concurrent  producer, relay and consumer all at once, as in production: N / (first outbox write →
+               N-th inbox commit). This is `events_per_s`, the figure compared with `raw_events_per_s`.
+6. steady      one event per transaction committed at `--steady-rate`/s for `--steady-seconds`, scheduled
+               by absolute time from several producer tasks; latency = inbox commit − producer commit.
+               A shorter `light` run at `--light-rate`/s shows the latency when the pipeline is not saturated.
+7. diagnostics cost of one `Database.transaction()` with and without `pool_pre_ping` (not in the figures).
 
-The handled time is taken in a thin wrapper around `EventConsumer.__call__`, right after it returns
+The handled time is taken in a thin wrapper around `EventConsumer.__call__` right after it returns
 `HANDLED`, i.e. after the inbox claim and the handler's insert have committed (the broker ack follows).
 The last line printed is the JSON result, also saved to bench/results/pipeline.json.
 """
@@ -33,6 +35,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +45,13 @@ if __package__ in (None, ""):
 import aio_pika
 import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from bench.common import (
     AMQP_URL,
     PG_ADMIN_DSN,
     RESULTS_DIR,
+    Budget,
     CpuMeter,
     Sections,
     broker_version,
@@ -61,14 +65,15 @@ from bench.common import (
     scratch_database,
     server_settings,
     unique_suffix,
+    wait_until,
 )
-from shared.bus.amqp import AmqpTransport
+from shared.bus.amqp import QUORUM, AmqpTransport
 from shared.bus.base import Delivery, Outcome, OutcomeKind, OutgoingMessage
 from shared.clock import SystemClock
 from shared.consumer import EventConsumer, EventHandlers, HandlerContext
 from shared.db import Database, infra_metadata
-from shared.events import EventRegistry
-from shared.outbox import Outbox, OutboxRelay
+from shared.events import EventRegistry, make_event
+from shared.outbox import Outbox, OutboxRelay, outbox_table
 
 EVENT_TYPE = "bench.pipeline.happened.v1"
 RAW_ROUTING_KEY = "bench.raw.happened.v1"
@@ -123,6 +128,12 @@ class Probe:
         self.in_call_s = 0.0
         self.max_in_flight = 0
 
+    def settle_target(self, target: int) -> None:
+        """Lower the target to what was actually produced (a phase that hit its time cap)."""
+        self.target = target
+        if self.handled >= target:
+            self.done.set()
+
     async def __call__(self, delivery: Delivery) -> Outcome:
         started = time.monotonic()
         self.in_flight += 1
@@ -146,6 +157,9 @@ class Probe:
             progress(f"unexpected outcome {outcome.kind}: {outcome.reason}")
         return outcome
 
+    def consumer_call_ms(self) -> float:
+        return 1000 * self.in_call_s / max(self.handled, 1)
+
 
 class TimedTransport:
     """Delegates to the real transport; times the relay's `publish` calls and records per-event times."""
@@ -164,6 +178,9 @@ class TimedTransport:
         self.published = 0
         self.publish_started.clear()
         self.batch_sizes.clear()
+
+    def mean_batch(self) -> float:
+        return sum(self.batch_sizes) / max(len(self.batch_sizes), 1)
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         started = time.monotonic()
@@ -196,21 +213,65 @@ def time_relay_passes(relay: OutboxRelay, sections: Sections) -> None:
     relay.publish_batch = publish_batch  # type: ignore[method-assign]
 
 
+@dataclass
+class Rig:
+    """What the pipeline phases share."""
+
+    args: argparse.Namespace
+    note: str
+    producer_db: Database
+    consumer_db: Database
+    outbox: Outbox
+    transport: AmqpTransport
+    timed: TimedTransport
+    probe: Probe
+    handlers: EventHandlers
+    relay: OutboxRelay
+    sections: Sections
+    budget: Budget
+    exchange: str
+    next_n: int = 0
+    throughput_parts_left: int = 6  # relay alone, consumer alone, writes, drain, concurrent (+ raw before)
+
+    def reset_sections(self) -> None:
+        self.sections.totals.clear()
+        self.sections.counts.clear()
+
+    def latency_reserve(self) -> float:
+        return float(self.args.steady_seconds + self.args.light_seconds + 12.0)
+
+    def throughput_timeout(self) -> float:
+        """Cap for the next throughput phase, keeping time for those after it and the latency phases."""
+        timeout = self.budget.share(
+            self.args.phase_timeout, parts_left=self.throughput_parts_left, reserve=self.latency_reserve()
+        )
+        self.throughput_parts_left = max(1, self.throughput_parts_left - 1)
+        return timeout
+
+
 # ------------------------------------------------------------------------------------------ phases
 
 
+def cpu_ms_per_event(result: dict[str, Any]) -> float:
+    """This process's CPU milliseconds per event in a phase (`cpu_cores` × seconds / events)."""
+    rate = result.get("events_per_s") or 0.0
+    return 1000 * result["cpu_cores"]["bench_process"] / rate if rate else float("nan")
+
+
 async def raw_baseline(
-    url: str, exchange_name: str, queue_name: str, body: bytes, events: int, window: int, prefetch: int,
-    timeout: float,
+    url: str, exchange_name: str, queue_name: str, body: bytes, args: argparse.Namespace, timeout: float
 ) -> dict[str, Any]:
     """Raw aio-pika publish-with-confirms and consume-with-ack on one connection."""
+    events, window = args.events, args.raw_window
     connection = await aio_pika.connect(url, timeout=10)
     try:
         publish_channel = await connection.channel(publisher_confirms=True)
-        exchange = await publish_channel.declare_exchange(exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+        exchange = await publish_channel.declare_exchange(
+            exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
         consume_channel = await connection.channel()
-        await consume_channel.set_qos(prefetch_count=prefetch)
-        queue = await consume_channel.declare_queue(queue_name, durable=True, arguments={"x-queue-type": "quorum"})
+        await consume_channel.set_qos(prefetch_count=args.prefetch)
+        queue = await consume_channel.declare_queue(queue_name, durable=True, arguments=QUORUM)
         await queue.bind(exchange_name, routing_key=RAW_ROUTING_KEY)
 
         acked = 0
@@ -221,18 +282,18 @@ async def raw_baseline(
             nonlocal acked, last_ack
             await message.ack()
             acked += 1
+            last_ack = time.monotonic()
             if acked >= events:
-                last_ack = time.monotonic()
                 done.set()
 
         tag = await queue.consume(on_message)
         clock = SystemClock()
         cpu = CpuMeter().start()
         started = time.monotonic()
-        publish_deadline = started + timeout
+        deadline = started + timeout
         published = 0
         for first in range(0, events, window):
-            if time.monotonic() > publish_deadline:
+            if time.monotonic() > deadline:
                 break
             batch = range(first, min(events, first + window))
             await asyncio.gather(
@@ -254,37 +315,43 @@ async def raw_baseline(
             )
             published += len(batch)
         publish_done = time.monotonic()
+        if published < events:
+            done = asyncio.Event()  # count what was published
+            if acked >= published:
+                done.set()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), max(1.0, publish_deadline - time.monotonic()))
-        ended = last_ack if done.is_set() else time.monotonic()
+            await asyncio.wait_for(done.wait(), max(1.0, deadline - time.monotonic()))
+        ended = last_ack if acked else time.monotonic()
         cores = cpu.stop()
         await queue.cancel(tag)
-        elapsed = ended - started
+        elapsed = max(ended - started, 1e-9)
         return {
             "events": events,
+            "published": published,
             "acked": acked,
-            "complete": done.is_set(),
+            "complete": acked >= events,
             "seconds": elapsed,
             "events_per_s": acked / elapsed,
-            "publish_confirmed_per_s": published / (publish_done - started),
+            "publish_confirmed_per_s": published / max(publish_done - started, 1e-9),
             "cpu_cores": cores,
         }
     finally:
         await connection.close()
 
 
-async def write_outbox(
-    db: Database, outbox: Outbox, *, start: int, count: int, per_tx: int, phase: str, note: str,
-    deadline: float,
-) -> tuple[int, float]:
-    """Write `count` events, `per_tx` per transaction; returns (written, seconds)."""
+async def write_outbox(rig: Rig, count: int, phase: str, *, timeout: float) -> tuple[int, float]:
+    """Write `count` events, `--tx-events` per transaction, for at most `timeout` seconds."""
+    per_tx = rig.args.tx_events
     started = time.monotonic()
+    deadline = started + timeout
     written = 0
     while written < count and time.monotonic() < deadline:
         size = min(per_tx, count - written)
-        async with db.transaction() as session:
-            for i in range(start + written, start + written + size):
-                await outbox.add(session, EVENT_TYPE, BenchHappened(n=i, phase=phase, note=note), subject=str(i))
+        async with rig.producer_db.transaction() as session:
+            for n in range(rig.next_n, rig.next_n + size):
+                data = BenchHappened(n=n, phase=phase, note=rig.note)
+                await rig.outbox.add(session, EVENT_TYPE, data, subject=str(n))
+        rig.next_n += size
         written += size
     return written, time.monotonic() - started
 
@@ -295,18 +362,202 @@ async def wait_for_handled(probe: Probe, timeout: float) -> bool:
     return probe.done.is_set()
 
 
-async def steady_phase(
-    db: Database, outbox: Outbox, probe: Probe, transport: TimedTransport, *, rate: int, seconds: float,
-    producers: int, note: str, drain_timeout: float,
+async def consumer_queue(transport: AmqpTransport, exchange: str, action: str) -> int:
+    """`declare` the consumer's main queue as `AmqpTransport.consume` will (without consuming yet), or
+    `count` or `purge` its ready messages; returns how many were ready."""
+    connection = await aio_pika.connect(transport.url, timeout=10)
+    try:
+        channel = await connection.channel()
+        name = transport.queue_name(CONSUMER_SERVICE)
+        if action == "declare":
+            queue = await channel.declare_queue(name, durable=True, arguments=QUORUM)
+            await queue.bind(exchange, routing_key=EVENT_TYPE)
+            return 0
+        queue = await channel.declare_queue(name, passive=True)
+        ready = queue.declaration_result.message_count or 0
+        if action == "purge" and ready:
+            await queue.purge()
+        return ready
+    finally:
+        await connection.close()
+
+
+async def abandon_outbox_backlog(rig: Rig) -> int:
+    """Stop the relay and mark what it has not published as published (a phase hit its time cap)."""
+    await rig.relay.stop()
+    async with rig.producer_db.transaction() as session:
+        result = await session.execute(
+            outbox_table.update()
+            .where(outbox_table.c.published_at.is_(None))
+            .values(published_at=SystemClock().now())
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def settle(rig: Rig) -> None:
+    """Leave nothing of a phase that hit its time cap to be counted by the next: no pending outbox
+    rows, no ready messages, no handler still running. Stops the relay; cheap when all is done."""
+    rows = await abandon_outbox_backlog(rig)
+    ready = await consumer_queue(rig.transport, rig.exchange, "purge")
+    handled = -1
+    for _ in range(100):  # prefetched messages still get handled; wait until that stops (≤ 10 s)
+        if rig.probe.in_flight == 0 and rig.probe.handled == handled:
+            break
+        handled = rig.probe.handled
+        await asyncio.sleep(0.1)
+    if rows or ready:
+        progress(f"  abandoned {rows} unpublished outbox rows and {ready} queued messages of the last phase")
+
+
+async def components_phase(rig: Rig, count: int) -> dict[str, Any]:
+    """The relay alone, then the consumer alone, each on a backlog of `count` events."""
+    timeout = rig.throughput_timeout()
+    written, _ = await write_outbox(rig, count, "components", timeout=timeout / 2)
+    rig.timed.reset()
+    rig.reset_sections()
+    cpu = CpuMeter().start()
+    started = time.monotonic()
+    rig.relay.start()
+    complete = await wait_until(lambda: rig.timed.published >= written, timeout=timeout, interval=0.01)
+    relay_s = max(rig.timed.last_published - started, 1e-9)
+    relay_cores = cpu.stop()
+    await abandon_outbox_backlog(rig)
+    relay = {
+        "events": written,
+        "published": rig.timed.published,
+        "complete": complete,
+        "events_per_s": rig.timed.published / relay_s,
+        "batch_size_mean": rig.timed.mean_batch(),
+        "sections": rig.sections.summary(),
+        "cpu_cores": relay_cores,
+    }
+    progress(f"relay alone: {relay['events_per_s']:.0f} events/s published and confirmed")
+
+    rig.probe.expect(await consumer_queue(rig.transport, rig.exchange, "count"))
+    cpu = CpuMeter().start()
+    started = time.monotonic()
+    await rig.transport.consume(CONSUMER_SERVICE, rig.handlers.routing_keys, rig.probe)
+    complete = await wait_for_handled(rig.probe, rig.throughput_timeout())
+    consumer_s = max((rig.probe.last_handled if complete else time.monotonic()) - started, 1e-9)
+    consumer = {
+        "events": rig.probe.target,
+        "handled": rig.probe.handled,
+        "complete": complete,
+        "events_per_s": rig.probe.handled / consumer_s,
+        "call_ms_mean": rig.probe.consumer_call_ms(),
+        "max_in_flight": rig.probe.max_in_flight,
+        "cpu_cores": cpu.stop(),
+    }
+    progress(
+        f"consumer alone: {consumer['events_per_s']:.0f} events/s into the inbox "
+        f"(mean {consumer['call_ms_mean']:.1f} ms per EventConsumer call, "
+        f"{consumer['max_in_flight']} in flight)"
+    )
+    return {"relay_only": relay, "consumer_only": consumer}
+
+
+async def drain_phase(rig: Rig, count: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Outbox writes alone (relay stopped), then relay and consumer together on that backlog."""
+    await settle(rig)
+    cpu = CpuMeter().start()
+    written, write_s = await write_outbox(rig, count, "drain", timeout=rig.throughput_timeout())
+    write = {
+        "events": written,
+        "seconds": write_s,
+        "events_per_s": written / write_s,
+        "cpu_cores": cpu.stop(),
+    }
+    progress(f"outbox writes alone: {write['events_per_s']:.0f} events/s ({written} in {write_s:.2f}s)")
+
+    rig.probe.expect(written)
+    rig.timed.reset()
+    rig.reset_sections()
+    cpu = CpuMeter().start()
+    started = time.monotonic()
+    rig.relay.start()
+    complete = await wait_for_handled(rig.probe, rig.throughput_timeout())
+    elapsed = max((rig.probe.last_handled if complete else time.monotonic()) - started, 1e-9)
+    drain = {
+        "events": written,
+        "handled": rig.probe.handled,
+        "complete": complete,
+        "seconds": elapsed,
+        "events_per_s": rig.probe.handled / elapsed,
+        "relay_published_per_s": rig.timed.published / max(rig.timed.last_published - started, 1e-9),
+        "relay_batch_size_mean": rig.timed.mean_batch(),
+        "consumer_call_ms_mean": rig.probe.consumer_call_ms(),
+        "consumer_max_in_flight": rig.probe.max_in_flight,
+        "cpu_cores": cpu.stop(),
+        "sections": rig.sections.summary(),
+    }
+    progress(
+        f"drain (relay+consumer on a full outbox): {drain['events_per_s']:.0f} events/s; relay published "
+        f"{drain['relay_published_per_s']:.0f}/s meanwhile"
+    )
+    return write, drain
+
+
+async def concurrent_phase(rig: Rig, count: int) -> dict[str, Any]:
+    """Producer, relay and consumer all running: N / (first outbox write → N-th inbox commit)."""
+    await settle(rig)
+    rig.relay.start()
+    timeout = rig.throughput_timeout()
+    rig.probe.expect(count)
+    rig.timed.reset()
+    rig.reset_sections()
+    profiler = cProfile.Profile() if rig.args.profile else None
+    cpu = CpuMeter().start()
+    started = time.monotonic()
+    if profiler is not None:
+        profiler.enable()
+    written, write_s = await write_outbox(rig, count, "concurrent", timeout=timeout)
+    rig.probe.settle_target(written)
+    complete = await wait_for_handled(rig.probe, max(2.0, timeout - write_s))
+    if profiler is not None:
+        profiler.disable()
+    elapsed = max((rig.probe.last_handled if complete else time.monotonic()) - started, 1e-9)
+    result = {
+        "events": written,
+        "handled": rig.probe.handled,
+        "complete": complete,
+        "seconds": elapsed,
+        "events_per_s": rig.probe.handled / elapsed,
+        "producer_write_per_s": written / write_s,
+        "relay_batch_size_mean": rig.timed.mean_batch(),
+        "consumer_call_ms_mean": rig.probe.consumer_call_ms(),
+        "consumer_max_in_flight": rig.probe.max_in_flight,
+        "cpu_cores": cpu.stop(),
+        "sections": rig.sections.summary(),
+    }
+    progress(
+        f"concurrent (producer+relay+consumer): {result['events_per_s']:.0f} events/s; "
+        f"producer wrote {result['producer_write_per_s']:.0f}/s meanwhile"
+    )
+    if profiler is not None:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = RESULTS_DIR / "pipeline-profile.txt"
+        for row in profile_report(profiler, path):
+            progress(f"  profile {row}")
+        progress(f"profile written to {path}; the concurrent figures above were slowed by profiling")
+    return result
+
+
+async def steady_phase(  # noqa: PLR0915
+    rig: Rig, *, rate: int, seconds: float, label: str
 ) -> dict[str, Any]:
+    """Commit one event per transaction at `rate`/s; latency = inbox commit − producer commit."""
+    await settle(rig)
+    rig.relay.start()
     total = int(rate * seconds)
+    producers = rig.args.steady_producers
     committed_at: dict[str, float] = {}
     lateness: list[float] = []
     commit_ms: list[float] = []
-    probe.expect(total, record=True)
-    transport.reset(record=True)
+    rig.probe.expect(total, record=True)
+    rig.timed.reset(record=True)
     next_slot = 0
-    hard_stop = 0.0
+    t0 = time.monotonic() + 0.05
+    stop_at = t0 + seconds + 0.25  # slots still unstarted then are skipped, so the phase lasts `seconds`
 
     async def producer() -> None:
         nonlocal next_slot
@@ -320,55 +571,53 @@ async def steady_phase(
             if delay > 0:
                 await asyncio.sleep(delay)
             begun = time.monotonic()
-            if begun > hard_stop:
+            if begun > stop_at:
                 return
             lateness.append(max(0.0, begun - due) * 1000)
-            async with db.transaction() as session:
-                event = await outbox.add(
-                    session, EVENT_TYPE, BenchHappened(n=slot, phase="steady", note=note), subject=str(slot)
+            n = rig.next_n + slot
+            async with rig.producer_db.transaction() as session:
+                event = await rig.outbox.add(
+                    session, EVENT_TYPE, BenchHappened(n=n, phase=label, note=rig.note), subject=str(n)
                 )
             now = time.monotonic()
             committed_at[event.id] = now
             commit_ms.append((now - begun) * 1000)
 
     cpu = CpuMeter().start()
-    t0 = time.monotonic() + 0.05
-    hard_stop = t0 + seconds * 1.5 + 1.0
     await asyncio.gather(*(producer() for _ in range(producers)))
+    rig.next_n += total
     produced_until = time.monotonic()
     produced = len(committed_at)
-    probe.target = produced
-    if probe.handled >= produced:
-        probe.done.set()
-    complete = await wait_for_handled(probe, drain_timeout)
+    rig.probe.settle_target(produced)
+    reserve = rig.args.light_seconds + 6.0 if label == "steady" else 2.0
+    complete = await wait_for_handled(rig.probe, rig.budget.share(rig.args.drain_timeout, reserve=reserve))
     cores = cpu.stop()
 
     latencies, pickup, broker, consume = [], [], [], []
     negative = 0
     for event_id, committed in committed_at.items():
-        handled = probe.handled_at.get(event_id)
+        handled = rig.probe.handled_at.get(event_id)
         if handled is None:
             continue
-        if handled < committed:
-            negative += 1
+        negative += handled < committed
         latencies.append((handled - committed) * 1000)
-        published = transport.publish_started.get(event_id)
-        delivered = probe.delivered_at.get(event_id)
+        published = rig.timed.publish_started.get(event_id)
+        delivered = rig.probe.delivered_at.get(event_id)
         if published is not None and delivered is not None:
             pickup.append((published - committed) * 1000)
             broker.append((delivered - published) * 1000)
             consume.append((handled - delivered) * 1000)
-    lat = percentiles(latencies)
-    produce_window = max(produced_until - t0, 1e-9)
-    return {
+    result = {
         "target_rate": rate,
         "seconds": seconds,
         "producers": producers,
+        "events_due": total,
         "events_committed": produced,
-        "events_handled": probe.handled,
+        "events_skipped": total - produced,
+        "events_handled": rig.probe.handled,
         "complete": complete,
-        "achieved_rate": produced / produce_window,
-        "latency_ms": lat,
+        "achieved_rate": produced / max(produced_until - t0, seconds),
+        "latency_ms": percentiles(latencies),
         "negative_latencies": negative,
         "producer_commit_ms": percentiles(commit_ms),
         "producer_lateness_ms": percentiles(lateness),
@@ -377,49 +626,55 @@ async def steady_phase(
             "relay_publish_to_delivery": percentiles(broker),
             "delivery_to_inbox_commit": percentiles(consume),
         },
-        "relay_batch_size_mean": sum(transport.batch_sizes) / max(len(transport.batch_sizes), 1),
-        "relay_batches": len(transport.batch_sizes),
-        "consumer_max_in_flight": probe.max_in_flight,
+        "relay_batch_size_mean": rig.timed.mean_batch(),
+        "relay_batches": len(rig.timed.batch_sizes),
+        "consumer_max_in_flight": rig.probe.max_in_flight,
         "cpu_cores": cores,
     }
+    lat = result["latency_ms"]
+    progress(
+        f"{label} at {rate}/s for {seconds:g}s: achieved {result['achieved_rate']:.0f}/s, "
+        f"p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms "
+        f"({rig.probe.handled}/{produced} handled)"
+    )
+    return result
 
 
 async def transaction_cost(url: str, db: Database, rounds: int) -> dict[str, Any]:
-    """Mean ms for one tiny insert transaction: through `Database` (pool_pre_ping) and a plain engine."""
+    """ms for one tiny insert transaction: through `Database` (pool_pre_ping) and a plain engine without."""
     results: dict[str, Any] = {"rounds": rounds}
     plain = create_async_engine(url, pool_size=2, max_overflow=0, pool_pre_ping=False)
     try:
-        from sqlalchemy.ext.asyncio import async_sessionmaker
-
         plain_sessions = async_sessionmaker(plain, expire_on_commit=False)
-        for label, factory in (("database_transaction_ms", None), ("no_pre_ping_ms", plain_sessions)):
-            timings = []
+        for label in ("database_transaction_ms", "no_pre_ping_ms"):
+            timings, cpu_started = [], time.process_time()
             for i in range(rounds):
                 started = time.monotonic()
-                if factory is None:
+                statement = effects_table.insert().values(event_id=f"{label}-{i}", n=i)
+                if label == "database_transaction_ms":
                     async with db.transaction() as session:
-                        await session.execute(effects_table.insert().values(event_id=f"{label}-{i}", n=i))
+                        await session.execute(statement)
                 else:
-                    async with factory() as session, session.begin():
-                        await session.execute(effects_table.insert().values(event_id=f"{label}-{i}", n=i))
+                    async with plain_sessions() as session, session.begin():
+                        await session.execute(statement)
                 timings.append((time.monotonic() - started) * 1000)
             results[label] = percentiles(timings[5:] or timings, points=(50, 99))
+            results[label]["cpu_ms_mean"] = 1000 * (time.process_time() - cpu_started) / rounds
     finally:
         await plain.dispose()
     return results
 
 
-def profile_report(profiler: cProfile.Profile, path: Path, top: int = 35) -> list[str]:
+def profile_report(profiler: cProfile.Profile, path: Path, top: int = 40) -> list[str]:
     text = io.StringIO()
     stats = pstats.Stats(profiler, stream=text)
     stats.sort_stats("tottime").print_stats(top)
     text.write("\n\n==== by cumulative time ====\n")
     stats.sort_stats("cumulative").print_stats(top)
     path.write_text(text.getvalue())
+    entries = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
     rows = []
-    for (filename, line, func), (_cc, calls, tottime, _cum, _callers) in sorted(
-        stats.stats.items(), key=lambda item: item[1][2], reverse=True  # type: ignore[attr-defined]
-    )[:12]:
+    for (filename, line, func), (_cc, calls, tottime, _cum, _callers) in entries[:12]:
         short = "/".join(Path(filename).parts[-2:])
         rows.append(f"{tottime:7.2f}s {calls:>9} {short}:{line}({func})")
     return rows
@@ -428,9 +683,10 @@ def profile_report(profiler: cProfile.Profile, path: Path, top: int = 35) -> lis
 # -------------------------------------------------------------------------------------------- main
 
 
-async def run(args: argparse.Namespace, loop_name: str) -> dict[str, Any]:
+async def run(args: argparse.Namespace, loop_name: str) -> dict[str, Any]:  # noqa: PLR0915
     cancel_on_sigterm()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    budget = Budget(args.budget_seconds)
     suffix = unique_suffix()
     exchange = f"kefu-bench-{suffix}.events"
     prefix = f"kefu-bench-{suffix}"
@@ -438,8 +694,6 @@ async def run(args: argparse.Namespace, loop_name: str) -> dict[str, Any]:
     db_name = f"kefu_bench_pipeline_{suffix}"
     note = "x" * args.note_bytes
     events = args.events
-    deadline_for = lambda: time.monotonic() + args.phase_timeout  # noqa: E731
-    result: dict[str, Any] = {"bench": "pipeline"}
 
     transport = AmqpTransport(
         AMQP_URL,
@@ -450,12 +704,39 @@ async def run(args: argparse.Namespace, loop_name: str) -> dict[str, Any]:
         retry_delays_ms=(1_000, 10_000, 60_000),
         connection_name=f"kefu-bench-{suffix}",
     )
-    queues = [raw_queue, transport.queue_name(CONSUMER_SERVICE), transport.queue_name(CONSUMER_SERVICE, ".dead")]
+    # One AmqpTransport (one connection) for relay and consumer, as a service's Runtime has; or two.
+    relay_transport = transport
+    if args.separate_connections:
+        relay_transport = AmqpTransport(
+            AMQP_URL,
+            exchange=exchange,
+            queue_prefix=prefix,
+            connection_name=f"kefu-bench-{suffix}-relay",
+        )
+    queues = [
+        raw_queue,
+        transport.queue_name(CONSUMER_SERVICE),
+        transport.queue_name(CONSUMER_SERVICE, ".dead"),
+    ]
     queues += [transport.queue_name(CONSUMER_SERVICE, f".retry.{n}") for n in (1, 2, 3)]
     progress(f"run {suffix}: {events} events, exchange {exchange}, database {db_name}, loop {loop_name}")
     try:
-        version = await broker_version(AMQP_URL)
-        pg = await server_settings(PG_ADMIN_DSN, ["server_version", "synchronous_commit", "fsync"])
+        idle = CpuMeter().start()
+        await asyncio.sleep(1.0)
+        busy = idle.stop()
+        background = busy["other"] + busy["postgres"] + busy["rabbitmq"]
+        if background > 0.3:
+            progress(f"warning: other work is using {background:.2f} of {busy['machine_cores']:.0f} cores")
+        environment = {
+            "background_load_cores_at_start": background,
+            "rabbitmq": await broker_version(AMQP_URL),
+            "postgres": await server_settings(
+                PG_ADMIN_DSN, ["server_version", "synchronous_commit", "fsync"]
+            ),
+            "python": sys.version.split()[0],
+            "loop": loop_name,
+            "cores": CpuMeter().start().stop()["machine_cores"],
+        }
         async with scratch_database(db_name) as url:
             producer_db = Database(url, pool_size=args.producer_pool)
             consumer_db = Database(url, pool_size=args.consumer_pool)
@@ -464,29 +745,40 @@ async def run(args: argparse.Namespace, loop_name: str) -> dict[str, Any]:
                 async with producer_db.engine.begin() as connection:
                     await connection.run_sync(infra_metadata.create_all)
                     await connection.run_sync(bench_metadata.create_all)
-
                 clock = SystemClock()
                 outbox = Outbox(source="/kefu/bench-producer", registry=bench_registry, clock=clock)
-                sample = (await _sample_body(outbox, note))
-                progress(f"event body {len(sample)} bytes; raw baseline uses a body of the same size")
+                sample = make_event(
+                    type=EVENT_TYPE,
+                    source=outbox.source,
+                    data=BenchHappened(n=123456, phase="concurrent", note=note),
+                    subject="123456",
+                    time=clock.now(),
+                ).to_json()
+                progress(f"event body {len(sample)} bytes; the raw baseline publishes bodies of that size")
 
-                # 1. raw baseline
-                raw = await raw_baseline(
-                    AMQP_URL, exchange, raw_queue, sample, events, args.raw_window, args.prefetch, args.phase_timeout
+                raw_timeout = budget.share(
+                    args.phase_timeout,
+                    parts_left=7,
+                    reserve=args.steady_seconds + args.light_seconds + 12.0,
                 )
+                raw = await raw_baseline(AMQP_URL, exchange, raw_queue, sample, args, raw_timeout)
                 progress(
                     f"raw aio-pika: {raw['events_per_s']:.0f} events/s "
-                    f"(publish+confirm alone {raw['publish_confirmed_per_s']:.0f}/s, {raw['seconds']:.2f}s)"
+                    f"(publish+confirm {raw['publish_confirmed_per_s']:.0f}/s, {raw['seconds']:.2f}s)"
                 )
 
-                sections = Sections()
                 await transport.connect()
-                timed = TimedTransport(transport, sections)
+                if relay_transport is not transport:
+                    await relay_transport.connect()
+                sections = Sections()
+                timed = TimedTransport(relay_transport, sections)
                 handlers = EventHandlers()
 
                 @handlers.on(EVENT_TYPE)
                 async def handle(ctx: HandlerContext, data: BenchHappened) -> None:
-                    await ctx.session.execute(effects_table.insert().values(event_id=ctx.envelope.id, n=data.n))
+                    await ctx.session.execute(
+                        effects_table.insert().values(event_id=ctx.envelope.id, n=data.n)
+                    )
 
                 consumer = EventConsumer(
                     service=CONSUMER_SERVICE,
@@ -496,237 +788,193 @@ async def run(args: argparse.Namespace, loop_name: str) -> dict[str, Any]:
                     outbox=Outbox(source="/kefu/bench-sink", registry=bench_registry, clock=clock),
                     clock=clock,
                 )
-                probe = Probe(consumer)
-                await transport.consume(CONSUMER_SERVICE, handlers.routing_keys, probe)
                 relay = OutboxRelay(
                     service="bench-producer",
                     db=producer_db,
-                    transport=timed,  # type: ignore[arg-type]
+                    transport=timed,
                     outbox=outbox,
                     clock=clock,
                     batch_size=args.batch_size,
                     poll_seconds=args.poll_seconds,
                 )
                 time_relay_passes(relay, sections)
-
-                # 2. outbox writes alone
-                written, write_s = await write_outbox(
-                    producer_db, outbox, start=0, count=events, per_tx=args.tx_events, phase="drain", note=note,
-                    deadline=deadline_for(),
+                rig = Rig(
+                    args,
+                    note,
+                    producer_db,
+                    consumer_db,
+                    outbox,
+                    transport,
+                    timed,
+                    Probe(consumer),
+                    handlers,
+                    relay,
+                    sections,
+                    budget,
+                    exchange,
                 )
-                progress(f"outbox writes: {written / write_s:.0f} events/s ({written} in {write_s:.2f}s)")
+                await consumer_queue(transport, exchange, "declare")
 
-                # 3. drain: relay + consumer on a full outbox
-                probe.expect(written)
-                timed.reset()
-                cpu = CpuMeter().start()
-                started = time.monotonic()
-                relay.start()
-                drained = await wait_for_handled(probe, args.phase_timeout)
-                ended = probe.last_handled if drained else time.monotonic()
-                drain_cores = cpu.stop()
-                drain_s = ended - started
-                drain = {
-                    "events": written,
-                    "handled": probe.handled,
-                    "complete": drained,
-                    "seconds": drain_s,
-                    "events_per_s": probe.handled / drain_s,
-                    "relay_published_per_s": timed.published / max(timed.last_published - started, 1e-9),
-                    "relay_batch_size_mean": sum(timed.batch_sizes) / max(len(timed.batch_sizes), 1),
-                    "consumer_call_ms_mean": 1000 * probe.in_call_s / max(probe.handled, 1),
-                    "consumer_max_in_flight": probe.max_in_flight,
-                    "cpu_cores": drain_cores,
-                    "sections": sections.summary(),
-                }
-                progress(
-                    f"drain (relay+consumer): {drain['events_per_s']:.0f} events/s; relay alone published "
-                    f"{drain['relay_published_per_s']:.0f}/s; consumer call {drain['consumer_call_ms_mean']:.1f} ms"
-                )
-
-                # 4. concurrent: producer, relay and consumer all at once
-                sections.totals.clear()
-                sections.counts.clear()
-                probe.expect(events)
-                timed.reset()
-                profiler = cProfile.Profile() if args.profile else None
-                cpu = CpuMeter().start()
-                started = time.monotonic()
-                if profiler is not None:
-                    profiler.enable()
-                written_c, write_c_s = await write_outbox(
-                    producer_db, outbox, start=events, count=events, per_tx=args.tx_events, phase="concurrent",
-                    note=note, deadline=deadline_for(),
-                )
-                probe.target = written_c
-                if probe.handled >= written_c:
-                    probe.done.set()
-                concurrent_done = await wait_for_handled(probe, max(1.0, args.phase_timeout - write_c_s))
-                if profiler is not None:
-                    profiler.disable()
-                ended = probe.last_handled if concurrent_done else time.monotonic()
-                concurrent_cores = cpu.stop()
-                concurrent_s = ended - started
-                concurrent = {
-                    "events": written_c,
-                    "handled": probe.handled,
-                    "complete": concurrent_done,
-                    "seconds": concurrent_s,
-                    "events_per_s": probe.handled / concurrent_s,
-                    "producer_write_per_s": written_c / write_c_s,
-                    "relay_batch_size_mean": sum(timed.batch_sizes) / max(len(timed.batch_sizes), 1),
-                    "consumer_call_ms_mean": 1000 * probe.in_call_s / max(probe.handled, 1),
-                    "cpu_cores": concurrent_cores,
-                    "sections": sections.summary(),
-                }
-                progress(
-                    f"concurrent (producer+relay+consumer): {concurrent['events_per_s']:.0f} events/s; "
-                    f"producer wrote {concurrent['producer_write_per_s']:.0f}/s meanwhile"
-                )
-                if profiler is not None:
-                    path = RESULTS_DIR / "pipeline-profile.txt"
-                    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-                    for row in profile_report(profiler, path):
-                        progress(f"  profile {row}")
-                    progress(f"profile of the concurrent phase written to {path} (figures above are profiled)")
-
-                # 5. steady-state latency
+                components = await components_phase(rig, min(events, args.component_events))
+                write, drain = await drain_phase(rig, events)
+                concurrent = await concurrent_phase(rig, events)
                 steady = await steady_phase(
-                    producer_db, outbox, probe, timed, rate=args.steady_rate, seconds=args.steady_seconds,
-                    producers=args.steady_producers, note=note, drain_timeout=30.0,
+                    rig, rate=args.steady_rate, seconds=args.steady_seconds, label="steady"
                 )
-                lat = steady["latency_ms"]
-                progress(
-                    f"steady {steady['achieved_rate']:.0f}/s for {args.steady_seconds}s: p50 {lat['p50']:.1f} ms, "
-                    f"p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms ({steady['events_handled']} handled)"
-                )
+                light: dict[str, Any] = {}
+                if args.light_rate and args.light_seconds:
+                    light = await steady_phase(
+                        rig, rate=args.light_rate, seconds=args.light_seconds, label="light"
+                    )
                 await relay.stop()
 
-                # 6. diagnostics
-                diagnostics = {}
+                diagnostics: dict[str, Any] = {}
                 if args.diagnose_rounds:
                     diagnostics = await transaction_cost(url, producer_db, args.diagnose_rounds)
                     progress(
-                        f"one tiny transaction: Database.transaction() {diagnostics['database_transaction_ms']['p50']:.2f}"
-                        f" ms vs same without pool_pre_ping {diagnostics['no_pre_ping_ms']['p50']:.2f} ms (p50)"
+                        "one tiny insert transaction, p50: Database.transaction() "
+                        f"{diagnostics['database_transaction_ms']['p50']:.2f} ms, the same without "
+                        f"pool_pre_ping {diagnostics['no_pre_ping_ms']['p50']:.2f} ms"
                     )
-
-                ratio = concurrent["events_per_s"] / raw["events_per_s"]
-                result.update(
-                    {
-                        "events_per_s": concurrent["events_per_s"],
-                        "raw_events_per_s": raw["events_per_s"],
-                        "ratio": ratio,
-                        "p50_ms": lat["p50"],
-                        "p99_ms": lat["p99"],
-                        "max_ms": lat["max"],
-                        "events": events,
-                        "steady_rate": args.steady_rate,
-                        "steady_achieved_rate": steady["achieved_rate"],
-                        "steady_seconds": args.steady_seconds,
-                        "events_per_s_concurrent": concurrent["events_per_s"],
-                        "events_per_s_drain": drain["events_per_s"],
-                        "outbox_write_per_s": written / write_s,
-                        "targets": {"ratio": 0.5, "p99_ms": 100.0},
-                        "met": {"ratio": ratio >= 0.5, "p99": lat["p99"] < 100.0},
-                        "notes": (
-                            "events_per_s is the concurrent figure: producer (outbox writes, "
-                            f"{args.tx_events}/tx), relay and consumer all running at once in one process, N / "
-                            "(first outbox write -> N-th inbox commit); events_per_s_drain is relay+consumer on "
-                            "a pre-filled outbox. raw = aio-pika on one connection, confirms + acks, same body "
-                            "size. Handled time is taken after EventConsumer returns HANDLED (inbox claim + one "
-                            "handler insert committed), before the broker ack. Latency = that minus the "
-                            "producer's commit return (monotonic), one event per transaction."
-                        ),
-                        "knobs": {
-                            "relay_batch_size": args.batch_size,
-                            "relay_poll_seconds": args.poll_seconds,
-                            "prefetch": args.prefetch,
-                            "consumer_concurrency": args.concurrency,
-                            "producer_pool_size": args.producer_pool,
-                            "consumer_pool_size": args.consumer_pool,
-                            "tx_events": args.tx_events,
-                            "raw_window": args.raw_window,
-                            "steady_producers": args.steady_producers,
-                            "body_bytes": len(sample),
-                            "loop": loop_name,
-                        },
-                        "environment": {
-                            "rabbitmq": version,
-                            "postgres": pg,
-                            "python": sys.version.split()[0],
-                            "cores": CpuMeter().start().stop()["machine_cores"],
-                        },
-                        "raw": raw,
-                        "drain": drain,
-                        "concurrent": concurrent,
-                        "steady": steady,
-                        "diagnostics": diagnostics,
-                        "outcomes": dict(probe.outcomes),
-                    }
-                )
+                outcomes = dict(rig.probe.outcomes)
             finally:
                 if relay is not None:
                     with contextlib.suppress(Exception):
                         await relay.stop()
-                await _close_transport(transport)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(transport.close(), 10)
+                if relay_transport is not transport:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(relay_transport.close(), 10)
                 await producer_db.dispose()
                 await consumer_db.dispose()
     finally:
         await delete_amqp_objects(AMQP_URL, queues=queues, exchanges=[exchange])
         progress(f"deleted queues {prefix}.* and exchange {exchange}")
-    return rounded(result)
 
-
-async def _close_transport(transport: AmqpTransport) -> None:
-    try:
-        if transport.is_connected:
-            await transport.delete_topology(CONSUMER_SERVICE)
-    except Exception as exc:
-        print(f"could not delete topology: {exc!r}", file=sys.stderr, flush=True)
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(transport.close(), 10)
-
-
-async def _sample_body(outbox: Outbox, note: str) -> bytes:
-    from shared.events import make_event
-
-    event = make_event(
-        type=EVENT_TYPE,
-        source=outbox.source,
-        data=BenchHappened(n=123456, phase="concurrent", note=note),
-        subject="123456",
-        time=outbox.clock.now(),
-        correlation_id=None,
-    )
-    return event.to_json()
+    lat = steady["latency_ms"]
+    ratio = concurrent["events_per_s"] / raw["events_per_s"]
+    measured = {
+        "raw": raw,
+        "outbox_write": write,
+        "relay_only": components["relay_only"],
+        "consumer_only": components["consumer_only"],
+        "drain": drain,
+        "concurrent": concurrent,
+    }
+    for phase in measured.values():
+        phase["cpu_ms_per_event"] = cpu_ms_per_event(phase)
+    others = [phase["cpu_cores"]["other"] for phase in [*measured.values(), steady, light] if phase]
+    result: dict[str, Any] = {
+        "bench": "pipeline",
+        "events_per_s": concurrent["events_per_s"],
+        "raw_events_per_s": raw["events_per_s"],
+        "ratio": ratio,
+        "p50_ms": lat["p50"],
+        "p99_ms": lat["p99"],
+        "max_ms": lat["max"],
+        "events": events,
+        "steady_rate": args.steady_rate,
+        "steady_achieved_rate": steady["achieved_rate"],
+        "steady_seconds": args.steady_seconds,
+        "events_per_s_concurrent": concurrent["events_per_s"],
+        "events_per_s_drain": drain["events_per_s"],
+        "outbox_write_per_s": write["events_per_s"],
+        "relay_only_per_s": components["relay_only"]["events_per_s"],
+        "consumer_only_per_s": components["consumer_only"]["events_per_s"],
+        "light_rate": args.light_rate,
+        "light_p50_ms": light.get("latency_ms", {}).get("p50"),
+        "light_p99_ms": light.get("latency_ms", {}).get("p99"),
+        "cpu_ms_per_event": {name: phase["cpu_ms_per_event"] for name, phase in measured.items()},
+        "other_load_cores_max": max(others),
+        "targets": {"ratio": 0.5, "p99_ms": 100.0},
+        "met": {"ratio": ratio >= 0.5, "p99": lat["p99"] < 100.0},
+        "notes": (
+            "events_per_s = concurrent phase: producer (outbox writes, "
+            f"{args.tx_events} events/tx), relay and consumer all running at once in this one process, "
+            "N / (first outbox write -> N-th inbox commit); events_per_s_drain = relay+consumer on a "
+            "pre-filled outbox. raw = aio-pika, one connection, confirms + acks, same body size, same "
+            "process. Handled time is taken after EventConsumer returns HANDLED (inbox claim + one "
+            "handler insert committed), before the broker ack. Latency = that minus the producer's "
+            "commit return (monotonic clock), one event per transaction. light_* = the same at a "
+            "rate the pipeline sustains. cpu_ms_per_event = this process's CPU per event; "
+            "other_load_cores_max = CPU used by unrelated processes during a phase (noise)."
+        ),
+        "knobs": {
+            "relay_batch_size": args.batch_size,
+            "relay_poll_seconds": args.poll_seconds,
+            "prefetch": args.prefetch,
+            "consumer_concurrency": args.concurrency,
+            "producer_pool_size": args.producer_pool,
+            "consumer_pool_size": args.consumer_pool,
+            "tx_events": args.tx_events,
+            "raw_window": args.raw_window,
+            "steady_producers": args.steady_producers,
+            "component_events": min(events, args.component_events),
+            "budget_seconds": args.budget_seconds,
+            "separate_connections": args.separate_connections,
+            "phase_timeout": args.phase_timeout,
+            "body_bytes": len(sample),
+        },
+        "environment": environment,
+        "raw": raw,
+        "components": components,
+        "write": write,
+        "drain": drain,
+        "concurrent": concurrent,
+        "steady": steady,
+        "light": light,
+        "diagnostics": diagnostics,
+        "outcomes": outcomes,
+    }
+    rounded_result: dict[str, Any] = rounded(result)
+    return rounded_result
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=20_000, help="events per throughput phase")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=10_000, help="events per throughput phase")
+    parser.add_argument("--component-events", type=int, default=3_000, help="events for relay/consumer alone")
     parser.add_argument("--steady-seconds", type=float, default=10.0)
     parser.add_argument("--steady-rate", type=int, default=1_000, help="events/s in the latency phase")
-    parser.add_argument("--steady-producers", type=int, default=8, help="concurrent producer tasks (latency phase)")
-    parser.add_argument("--quick", action="store_true", help="3,000 events and 3 s of steady load")
+    parser.add_argument("--light-rate", type=int, default=200, help="events/s in the light latency phase")
+    parser.add_argument("--light-seconds", type=float, default=5.0, help="0 to skip the light phase")
+    parser.add_argument("--steady-producers", type=int, default=8, help="producer tasks in latency phases")
+    parser.add_argument("--quick", action="store_true", help="3,000 events, 3 s steady, 2 s light")
     parser.add_argument("--batch-size", type=int, default=500, help="OutboxRelay batch_size")
     parser.add_argument("--poll-seconds", type=float, default=1.0, help="OutboxRelay poll_seconds")
-    parser.add_argument("--prefetch", type=int, default=256, help="AMQP prefetch (raw baseline and transport)")
-    parser.add_argument("--concurrency", type=int, default=32, help="AmqpTransport consumer concurrency")
-    parser.add_argument("--consumer-pool", type=int, default=32, help="consumer Database pool_size")
+    parser.add_argument(
+        "--prefetch", type=int, default=128, help="AMQP prefetch (raw baseline and transport)"
+    )
+    parser.add_argument("--concurrency", type=int, default=16, help="AmqpTransport consumer concurrency")
+    parser.add_argument("--consumer-pool", type=int, default=16, help="consumer Database pool_size")
     parser.add_argument("--producer-pool", type=int, default=10, help="producer/relay Database pool_size")
     parser.add_argument("--tx-events", type=int, default=100, help="outbox events per producer transaction")
     parser.add_argument("--raw-window", type=int, default=500, help="raw publishes gathered per window")
     parser.add_argument("--note-bytes", type=int, default=300, help="padding in each event's data")
     parser.add_argument("--phase-timeout", type=float, default=60.0, help="cap in seconds for each phase")
-    parser.add_argument("--diagnose-rounds", type=int, default=300, help="0 to skip the transaction-cost check")
+    parser.add_argument("--drain-timeout", type=float, default=30.0, help="cap for latency phases to drain")
+    parser.add_argument(
+        "--diagnose-rounds", type=int, default=300, help="0 to skip the transaction-cost check"
+    )
+    parser.add_argument(
+        "--budget-seconds", type=float, default=170.0, help="whole-run time limit shared out between phases"
+    )
+    parser.add_argument(
+        "--separate-connections",
+        action="store_true",
+        help="give the relay its own AmqpTransport (connection) instead of sharing the consumer's",
+    )
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
-    parser.add_argument("--profile", action="store_true", help="cProfile the concurrent phase (slows it down)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the concurrent phase (slows it)")
     args = parser.parse_args(argv)
     if args.quick:
         args.events = min(args.events, 3_000)
+        args.component_events = min(args.component_events, 1_000)
         args.steady_seconds = min(args.steady_seconds, 3.0)
+        args.light_seconds = min(args.light_seconds, 2.0)
         args.diagnose_rounds = min(args.diagnose_rounds, 100)
+        args.budget_seconds = min(args.budget_seconds, 75.0)
     return args
 
 
