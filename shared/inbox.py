@@ -42,16 +42,35 @@ async def claim_many(session: AsyncSession, events: list[tuple[str, str, str]], 
     """Record many `(event_id, type, source)` at once; returns the new ids (the others are duplicates)."""
     if not events:
         return set()
-    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
     # Sorted ids take the unique-index locks in one order, so two batches sharing an id cannot deadlock.
-    rows = [
-        {"event_id": event_id, "type": type, "source": source, "handled_at": at}
-        for event_id, type, source in sorted(events)
-    ]
+    ordered = sorted(events)
+    if dialect_name(session) == "postgresql":
+        # One statement text whatever the batch size (arrays, not N rows of VALUES), so it is compiled and
+        # prepared once instead of for every batch.
+        result = await session.execute(
+            _CLAIM_MANY_PG,
+            {
+                "ids": [e[0] for e in ordered],
+                "types": [e[1] for e in ordered],
+                "sources": [e[2] for e in ordered],
+                "at": at,
+            },
+        )
+        return set(result.scalars().all())
+    rows = [{"event_id": i, "type": t, "source": s, "handled_at": at} for i, t, s in ordered]
     statement = (
-        insert(inbox_table)
+        sqlite_insert(inbox_table)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(inbox_table.c.event_id)
     )
     return set((await session.execute(statement)).scalars().all())
+
+
+_CLAIM_MANY_PG = sa.text(
+    "INSERT INTO inbox (event_id, type, source, handled_at) "
+    "SELECT event_id, type, source, :at FROM unnest("
+    "CAST(:ids AS VARCHAR[]), CAST(:types AS VARCHAR[]), CAST(:sources AS VARCHAR[])"
+    ") AS claimed(event_id, type, source) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+).bindparams(sa.bindparam("at", type_=UTCDateTime()))
