@@ -183,7 +183,7 @@ async def _schema_objects(db: Database) -> tuple[list[tuple[str, str, str]], lis
                 {"tables": list(TABLES)},
             )
         ).all()
-    return [tuple(row) for row in constraints], [tuple(row) for row in indexes]  # type: ignore[misc]
+    return [tuple(row) for row in constraints], [tuple(row) for row in indexes]
 
 
 async def _run_all(db: Database, statements: list[str], *, parallel: int) -> None:

@@ -8,7 +8,9 @@ transaction; the scheduler is woken when that commits.
 The scheduler never scans the table on a period: it asks the partial index for the earliest pending due
 time, sleeps until then (or until a commit schedules something earlier), and claims due rows with
 `FOR UPDATE SKIP LOCKED` so replicas share the work and fire each timer once. Each timer's handler runs
-in the transaction that marks it fired, so an effect and the event it publishes commit together.
+in the transaction that marks it fired, so an effect and the event it publishes commit together. A kind
+that falls due in bursts (SLA breaches) registers `@timer_handlers.on_batch(kind)` and gets all its timers
+of a pass at once, to read and write them with a few statements.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.tickets import clocks, policies
 from services.tickets.calendars import ALWAYS_OPEN, BusinessCalendar
@@ -56,17 +57,19 @@ async def policy_of(session: AsyncSession, ticket: Ticket) -> SlaPolicy | None:
 
 
 async def match_policy(session: AsyncSession, ticket: Ticket) -> SlaPolicy | None:
-    rows = (await session.execute(sa.select(SlaPolicy).where(SlaPolicy.active))).scalars().all()
+    rows = (await session.execute(sa.select(SlaPolicy).where(col(SlaPolicy.active)))).scalars().all()
     return policies.first_match(rows, ticket)
 
 
 async def clocks_of(
     session: AsyncSession, ticket_id: uuid.UUID, *, open_only: bool = False
 ) -> list[SlaClock]:
-    query = sa.select(SlaClock).where(SlaClock.ticket_id == ticket_id)
+    query = sa.select(SlaClock).where(col(SlaClock.ticket_id) == ticket_id)
     if open_only:
-        query = query.where(SlaClock.state != clocks.STOPPED)
-    return list((await session.execute(query.order_by(SlaClock.started_at, SlaClock.metric))).scalars())
+        query = query.where(col(SlaClock.state) != clocks.STOPPED)
+    return list(
+        (await session.execute(query.order_by(col(SlaClock.started_at), col(SlaClock.metric)))).scalars()
+    )
 
 
 async def sync_timers(session: AsyncSession, timers: Timers, clock: SlaClock) -> None:
@@ -254,21 +257,26 @@ class _DueClocks:
             else:
                 unknown.append(uuid.UUID(timer.subject))
         if unknown:
-            found = await self.session.execute(sa.select(SlaClock.ticket_id).where(SlaClock.id.in_(unknown)))
+            found = await self.session.execute(
+                sa.select(col(SlaClock.ticket_id)).where(col(SlaClock.id).in_(unknown))
+            )
             ticket_ids.update(found.scalars())
         if not ticket_ids:
             return
         locked = await self.session.execute(
-            sa.select(Ticket).where(Ticket.id.in_(sorted(ticket_ids))).order_by(Ticket.id).with_for_update()
+            sa.select(Ticket)
+            .where(col(Ticket.id).in_(sorted(ticket_ids)))
+            .order_by(col(Ticket.id))
+            .with_for_update()
         )
         self.tickets = {ticket.id: ticket for ticket in locked.scalars()}
         if not self.tickets:
             return
         running = await self.session.execute(
             sa.select(SlaClock)
-            .where(SlaClock.ticket_id.in_(list(self.tickets)))
-            .where(SlaClock.state != clocks.STOPPED)
-            .order_by(SlaClock.started_at, SlaClock.metric)
+            .where(col(SlaClock.ticket_id).in_(list(self.tickets)))
+            .where(col(SlaClock.state) != clocks.STOPPED)
+            .order_by(col(SlaClock.started_at), col(SlaClock.metric))
         )
         for clock in running.scalars():
             self.clocks[clock.id] = clock
