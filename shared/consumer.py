@@ -23,6 +23,7 @@ from shared.db import Database
 from shared.events import CloudEvent, EventRegistry, InvalidEvent, parse_message
 from shared.observability import correlation_id
 from shared.outbox import Outbox
+from shared.timers import Timers
 
 log = logging.getLogger("kefu.consumer")
 
@@ -31,12 +32,13 @@ D = TypeVar("D", bound=BaseModel)
 
 @dataclass(frozen=True)
 class HandlerContext:
-    """What a handler works with: the envelope, one open transaction, the outbox and the clock."""
+    """What a handler works with: the envelope, one open transaction, the outbox, the clock and timers."""
 
     envelope: CloudEvent
     session: AsyncSession
     outbox: Outbox
     clock: Clock
+    timers: Timers | None = None  # the service's timers, when it declares any
 
     async def publish(self, type: str, data: BaseModel, *, subject: str | None = None) -> CloudEvent:
         return await self.outbox.add(self.session, type, data, subject=subject)
@@ -187,6 +189,7 @@ class EventConsumer:
         db: Database,
         outbox: Outbox,
         clock: Clock,
+        timers: Timers | None = None,
     ) -> None:
         self.service = service
         self.handlers = handlers
@@ -194,6 +197,7 @@ class EventConsumer:
         self.db = db
         self.outbox = outbox
         self.clock = clock
+        self.timers = timers
         self._waiting: dict[BatchRoute, list[_Parked]] = {}
         self._timers: dict[BatchRoute, asyncio.TimerHandle] = {}
         self._running: set[asyncio.Task[None]] = set()
@@ -231,7 +235,9 @@ class EventConsumer:
                     at=self.clock.now(),
                 )
                 if fresh:
-                    await handler(HandlerContext(envelope, session, self.outbox, self.clock), data)
+                    await handler(
+                        HandlerContext(envelope, session, self.outbox, self.clock, self.timers), data
+                    )
         except InvalidEvent as exc:
             # The handler judged the event impossible to apply (e.g. it contradicts what we know).
             observability.EVENTS_CONSUMED.labels(self.service, event_type, "dead_lettered").inc()

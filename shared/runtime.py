@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter
 from sqlalchemy import MetaData
@@ -42,6 +44,8 @@ class ServiceDefinition:
     path_prefixes: tuple[str, ...]
     handlers: EventHandlers | None = None
     on_start: Sequence[Callable[[Runtime], Awaitable[None]]] = field(default_factory=tuple)
+    # Run first on shutdown, while the database and broker are still there (background workers stop here).
+    on_stop: Sequence[Callable[[Runtime], Awaitable[None]]] = field(default_factory=tuple)
     timers: TimerSetup | None = None
     version: str = "0.1.0"
 
@@ -109,6 +113,8 @@ class Runtime:
                 clock=self.clock,
                 batch_size=definition.timers.batch_size,
             )
+        # Service-specific running parts (a webhook dispatcher, …) that its hooks start and stop.
+        self.extensions: dict[str, Any] = {}
         self.consumer: EventConsumer | None = None
         if definition.handlers is not None and definition.handlers.by_type:
             self.consumer = EventConsumer(
@@ -118,6 +124,7 @@ class Runtime:
                 db=self.db,
                 outbox=self.outbox,
                 clock=self.clock,
+                timers=self.timers,
             )
 
     async def start(self) -> None:
@@ -135,7 +142,9 @@ class Runtime:
         log.info("%s started", self.name)
 
     async def stop(self) -> None:
-        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            (f"stop hook {hook.__name__}", functools.partial(hook, self)) for hook in self.definition.on_stop
+        ]
         if self.scheduler is not None:
             steps.append(("timer scheduler", self.scheduler.stop))
         steps.append(("outbox relay", self.relay.stop))

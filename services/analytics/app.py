@@ -20,15 +20,14 @@ async def start_webhook_dispatcher(runtime: Runtime) -> None:
     """Deliver webhooks in the background for as long as the service runs."""
     dispatcher = WebhookDispatcher(runtime.db, runtime.clock)
     dispatcher.start()
-    runtime.webhook_dispatcher = dispatcher  # type: ignore[attr-defined]
-    stop = runtime.stop
+    runtime.extensions["webhook_dispatcher"] = dispatcher
 
-    # The runtime has no stop hooks; stop deliveries before the database goes away.
-    async def stop_with_dispatcher() -> None:
+
+async def stop_webhook_dispatcher(runtime: Runtime) -> None:
+    """Stop deliveries before the database goes away."""
+    dispatcher = runtime.extensions.pop("webhook_dispatcher", None)
+    if dispatcher is not None:
         await dispatcher.stop()
-        await stop()
-
-    runtime.stop = stop_with_dispatcher  # type: ignore[method-assign]
 
 
 async def size_consumer_for_batches(runtime: Runtime) -> None:
@@ -61,6 +60,7 @@ DEFINITION = ServiceDefinition(
     path_prefixes=("metrics", "surveys", "sla", "reports", "webhooks"),
     handlers=handlers,
     on_start=[size_consumer_for_batches, start_webhook_dispatcher],
+    on_stop=[stop_webhook_dispatcher],
 )
 
 
