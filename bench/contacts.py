@@ -266,7 +266,15 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
     async with AsyncExitStack() as stack:
         intake_db = await stack.enter_async_context(scratch_database(f"kefu_bench_contacts_{suffix}"))
         raw_db = await stack.enter_async_context(scratch_database(f"kefu_bench_raw_{suffix}"))
-        stack.push_async_callback(delete_amqp_objects, AMQP_URL, queues=[sink], exchanges=[exchange])
+        # intake consumes other systems' events, so it declares its own queues on the bench's exchange too.
+        intake_queues = [
+            f"{prefix}.intake",
+            f"{prefix}.intake.dead",
+            *(f"{prefix}.intake.retry.{n}" for n in (1, 2, 3)),
+        ]
+        stack.push_async_callback(
+            delete_amqp_objects, AMQP_URL, queues=[sink, *intake_queues], exchanges=[exchange]
+        )
         import aio_pika
 
         connection = await aio_pika.connect(AMQP_URL)

@@ -80,7 +80,7 @@ class Runtime:
         self.settings = settings
         self.name = definition.name
         self.clock = clock or SystemClock()
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
         self.owns_transport = transport is None
         self.transport = transport or transport_for(settings)
         self.events = events
