@@ -104,7 +104,7 @@ async def broker() -> AsyncIterator[Broker]:
     tag = uuid.uuid4().hex[:10]
     scratch = Broker(AMQP_URL, exchange=f"kefu-it-{tag}.events", prefix=f"kefu-it-{tag}")
     yield scratch
-    cleanup = scratch.transport()
+    cleanup = scratch.transport(retry_delays_ms=[1] * 8)  # tests may use more backoff steps than the default
     await cleanup.connect()
     for service in SERVICES:
         await cleanup.delete_topology(service)
