@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("kefu.errors")
@@ -149,6 +150,18 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, detail=detail, instance=request.url.path, headers=headers)
 
 
+async def _on_integrity(request: Request, exc: Exception) -> JSONResponse:
+    # A unique key taken by a concurrent request: the transaction rolled back whole, and a retry will see
+    # the other request's result. Not a server fault, and nothing was half-written.
+    log.info("integrity conflict on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        409,
+        detail="The request conflicts with a change made at the same moment; retry it.",
+        slug="concurrent-conflict",
+        instance=request.url.path,
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
@@ -160,6 +173,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(IntegrityError, _on_integrity)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

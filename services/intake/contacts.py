@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake import profiles, purchases, rules
@@ -58,9 +59,23 @@ async def identify(session: AsyncSession, who: ContactCustomer, *, outbox: Outbo
         customer = next((found[k] for k in keys if k in found), None)
         customer = await profiles.live(session, customer) if customer is not None else None
     if customer is None:
-        return await profiles.create_minimal(
-            session, name=who.name or _fallback_name(who), identifiers=keys, outbox=outbox, clock=clock
-        )
+        try:
+            # A savepoint: the same new customer often calls twice at once (a dropped call, a retry), and
+            # the loser of that race must find the winner's profile, not fail.
+            async with session.begin_nested():
+                return await profiles.create_minimal(
+                    session,
+                    name=who.name or _fallback_name(who),
+                    identifiers=keys,
+                    outbox=outbox,
+                    clock=clock,
+                )
+        except IntegrityError:
+            found = await profiles.owners(session, keys)
+            customer = next((found[k] for k in keys if k in found), None)
+            if customer is None:
+                raise
+            customer = await profiles.live(session, customer)
     for kind, value in keys:
         # A new number or address seen beside a known one joins that profile, unless it is someone else's.
         if (kind, value) not in found:

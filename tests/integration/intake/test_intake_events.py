@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -243,3 +244,18 @@ async def test_http_contacts_profiles_merge_and_audit_on_postgres(start_cluster:
 
 async def _is(value: Any, expected: int) -> bool:
     return bool(await value == expected)
+
+
+async def test_a_new_customer_calling_on_several_lines_at_once_gets_one_profile(start_cluster: Any) -> None:
+    cluster: Cluster = await start_cluster()
+    intake = cluster.clients["intake"]
+    body = contact_body(customer={"phone": "13611112222", "name": "吴昊"})
+    responses = await asyncio.gather(
+        *(intake.post("/v1/contacts", json=body, headers=AGENT) for _ in range(8))
+    )
+    assert [r.status_code for r in responses] == [201] * 8, [
+        r.text for r in responses if r.status_code != 201
+    ]
+    assert len({r.json()["customer"]["id"] for r in responses}) == 1
+    assert await count(cluster, Customer) == 1
+    assert await count(cluster, Contact) == 8
