@@ -16,7 +16,6 @@ of a pass at once, to read and write them with a few statements.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from shared.clock import Clock
+from shared.clock import Clock, sleep_until_set
 from shared.db import Database, UTCDateTime, dialect_name
 from shared.ids import new_id
 from shared.outbox import Outbox
@@ -338,8 +337,7 @@ class TimerScheduler:
                 log.exception("timer pass failed")
                 delay = 1.0
             self.timers.sleeping_until = self.clock.now() + timedelta(seconds=delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.timers.wake.wait(), timeout=delay)
+            await sleep_until_set(self.timers.wake, delay)
 
     async def _drain(self) -> None:
         """Fire what is due; while passes come back full, more is due: several claimers take turns."""
