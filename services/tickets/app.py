@@ -18,8 +18,6 @@ from shared.timers import TimerSetup
 
 
 async def _start(runtime: Runtime) -> None:
-    assert runtime.timers is not None
-    event_handlers.TIMERS["tickets"] = runtime.timers
     await seed_defaults(runtime)
 
 

@@ -12,15 +12,14 @@ from shared.contracts.analytics import SurveyCompleted
 from shared.contracts.intake import ContactReceived
 from shared.contracts.tickets import TicketStatus
 from shared.events import InvalidEvent
-from shared.timers import Timers
 
 handlers = EventHandlers()
-# Set by the app at start-up: handlers schedule SLA timers through the service's one `Timers`.
-TIMERS: dict[str, Timers] = {}
 
 
 def _desk(ctx: HandlerContext) -> Desk:
-    return Desk(ctx.session, ctx.outbox, ctx.clock, TIMERS["tickets"], config())
+    # Handlers schedule SLA timers through the service's own `Timers`, which the runtime hands over.
+    assert ctx.timers is not None, "tickets declares timers"
+    return Desk(ctx.session, ctx.outbox, ctx.clock, ctx.timers, config())
 
 
 @handlers.on("intake.contact.received.v1")
