@@ -129,6 +129,10 @@ def create_platform(
             # Consumers first, so events published while the others start have a queue to land in.
             for app in sorted(apps.values(), key=lambda a: a.state.runtime.consumer is None):
                 await stack.enter_async_context(app.router.lifespan_context(app))
+            if shared_transport is not None:
+                # Exits run last-in first-out: the bus stops delivering before the services (and their
+                # databases) it delivers to are stopped. Closing twice is harmless.
+                stack.push_async_callback(shared_transport.close)
             yield
 
     root = FastAPI(

@@ -202,6 +202,16 @@ class EventConsumer:
         self._timers: dict[BatchRoute, asyncio.TimerHandle] = {}
         self._running: set[asyncio.Task[None]] = set()
 
+    async def stop(self) -> None:
+        """After the transport stops delivering: batches being handled finish, parked ones are retried."""
+        for route in list(self._timers):
+            self._timers.pop(route).cancel()
+        for parked in (p for batch in self._waiting.values() for p in batch):
+            parked.settle(Outcome.retry("consumer stopped before the batch was handled"))
+        self._waiting.clear()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
     async def __call__(self, delivery: Delivery) -> Outcome:
         event_type = delivery.routing_key or "unknown"
         try:

@@ -150,6 +150,9 @@ class Runtime:
         steps.append(("outbox relay", self.relay.stop))
         if self.owns_transport:
             steps.append(("broker connection", self.transport.close))
+        if self.consumer is not None:
+            # After the transport: nothing new arrives, and batches in hand still have their database.
+            steps.append(("event consumer", self.consumer.stop))
         steps.append(("database pool", self.db.dispose))
         for what, stop in steps:
             # Shutting down must end: a step that hangs is logged and left behind, not waited for forever.
