@@ -66,8 +66,12 @@ format: install
 migrate: install ## migrate every service's database (from <SERVICE>_DATABASE_URL, else data/*.db)
 	$(PY) -m services migrate
 
+# Each benchmark prints progress and a JSON line, and saves it as bench/results/<name>.json.
 bench: install
-	$(PY) bench/pipeline.py
+	$(PY) -m bench.pipeline --consumer batch
+	$(PY) -m bench.contacts
+	$(PY) -m bench.sla
+	$(PY) -m bench.analytics --quick
 
 openapi: install ## write each service's OpenAPI document to docs/openapi/
 	$(PY) -m services openapi --out docs/openapi
