@@ -715,12 +715,7 @@ async def run(args: argparse.Namespace, loop_name: str) -> dict[str, Any]:  # no
             queue_prefix=prefix,
             connection_name=f"kefu-bench-{suffix}-relay",
         )
-    queues = [
-        raw_queue,
-        transport.queue_name(CONSUMER_SERVICE),
-        transport.queue_name(CONSUMER_SERVICE, ".dead"),
-    ]
-    queues += [transport.queue_name(CONSUMER_SERVICE, f".retry.{n}") for n in (1, 2, 3)]
+    queues = [raw_queue, *transport.queue_names(CONSUMER_SERVICE)]
     progress(f"run {suffix}: {events} events, exchange {exchange}, database {db_name}, loop {loop_name}")
     try:
         idle = CpuMeter().start()

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -128,7 +127,6 @@ TimersDep = Annotated[Timers, Depends(_timers)]
 
 __all__ = [
     "ClockDep",
-    "JSONResponse",
     "OutboxDep",
     "RuntimeDep",
     "SessionDep",

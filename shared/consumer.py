@@ -108,7 +108,6 @@ class EventHandlers:
 
     def __init__(self) -> None:
         self.by_type: dict[str, Handler] = {}
-        self.extra_bindings: list[str] = []
         self.batches: dict[str, BatchRoute] = {}
 
     def on(self, event_type: str) -> Callable[[Callable[[HandlerContext, D], Awaitable[None]]], Handler]:
@@ -154,7 +153,7 @@ class EventHandlers:
 
     @property
     def routing_keys(self) -> list[str]:
-        return sorted(set(self.by_type) | set(self.extra_bindings))
+        return sorted(self.by_type)
 
 
 def _is_pattern(key: str) -> bool:

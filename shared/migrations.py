@@ -31,7 +31,6 @@ async def upgrade(db: Database, migrations_dir: Path, *, service: str, revision:
             await connection.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"kefu-{service}"}
             )
-        config.attributes["connection"] = connection
 
         def run(sync_connection: Connection) -> None:
             config.attributes["connection"] = sync_connection

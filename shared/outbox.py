@@ -289,6 +289,4 @@ class OutboxRelay:
             ).one()
         count, oldest = row
         age = (self.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
-        if oldest is not None and oldest.tzinfo is None:
-            age = 0.0
         return int(count), max(age, 0.0)

@@ -54,7 +54,10 @@ async def identify(session: AsyncSession, who: ContactCustomer, *, outbox: Outbo
     found = await profiles.owners(session, keys)
     customer: Customer | None = None
     if who.id is not None:
-        customer = await profiles.live(session, (await profiles.load(session, who.id)).customer)
+        by_id = await session.get(Customer, who.id)
+        if by_id is None:
+            raise not_found("customer", who.id)
+        customer = await profiles.live(session, by_id)
     else:
         customer = next((found[k] for k in keys if k in found), None)
         customer = await profiles.live(session, customer) if customer is not None else None

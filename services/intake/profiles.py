@@ -63,17 +63,6 @@ async def profiles_of(session: AsyncSession, customers: Sequence[Customer]) -> l
     return [profiles[i] for i in ids]
 
 
-async def owner_of(session: AsyncSession, kind: IdentifierKind, value: str) -> uuid.UUID | None:
-    owner: uuid.UUID | None = (
-        await session.execute(
-            sa.select(CustomerIdentifier.customer_id).where(
-                CustomerIdentifier.kind == kind, CustomerIdentifier.value == value
-            )
-        )
-    ).scalar_one_or_none()
-    return owner
-
-
 async def owners(
     session: AsyncSession, keys: Sequence[tuple[IdentifierKind, str]]
 ) -> dict[tuple[str, str], Customer]:
@@ -113,15 +102,16 @@ async def attach_identifiers(
     session: AsyncSession, customer: Customer, kind: IdentifierKind, values: Iterable[str]
 ) -> None:
     """Give these identifiers to the customer; one that belongs to someone else is a 409."""
-    for value in dict.fromkeys(values):
-        owner = await owner_of(session, kind, value)
-        if owner == customer.id:
-            continue
-        if owner is not None:
+    wanted = [(kind, value) for value in dict.fromkeys(values)]
+    owned = await owners(session, wanted)
+    for key in wanted:
+        owner = owned.get(key)
+        if owner is not None and owner.id != customer.id:
             raise conflict(
-                f"The {kind} {value!r} already belongs to customer {owner}; merge the profiles instead."
+                f"The {kind} {key[1]!r} already belongs to customer {owner.id}; merge the profiles instead."
             )
-        session.add(CustomerIdentifier(customer_id=customer.id, kind=kind, value=value))
+        if owner is None:
+            session.add(CustomerIdentifier(customer_id=customer.id, kind=kind, value=key[1]))
     await session.flush()
 
 

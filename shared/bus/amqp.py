@@ -78,6 +78,11 @@ class AmqpTransport:
     def queue_name(self, service: str, suffix: str = "") -> str:
         return f"{self.queue_prefix}.{service}{suffix}"
 
+    def queue_names(self, service: str) -> list[str]:
+        """The service's queue, its retry queues (one per backoff step) and its dead-letter queue."""
+        retries = [self.queue_name(service, f".retry.{n}") for n in range(1, len(self.retry_delays_ms) + 1)]
+        return [self.queue_name(service), *retries, self.queue_name(service, ".dead")]
+
     async def connect(self) -> None:
         self._connection = await self._connect("publish")
         self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -308,11 +313,7 @@ class AmqpTransport:
             raise RuntimeError("connect() first")
         depths: dict[str, int] = {}
         async with self._connection.channel() as channel:
-            names = [self.queue_name(service), self.queue_name(service, ".dead")]
-            names += [
-                self.queue_name(service, f".retry.{n}") for n in range(1, len(self.retry_delays_ms) + 1)
-            ]
-            for name in names:
+            for name in self.queue_names(service):
                 declared = await channel.declare_queue(name, passive=True)
                 depths[name] = declared.declaration_result.message_count or 0
         return depths
@@ -322,11 +323,7 @@ class AmqpTransport:
         if self._connection is None:
             return
         async with self._connection.channel() as channel:
-            names = [self.queue_name(service), self.queue_name(service, ".dead")]
-            names += [
-                self.queue_name(service, f".retry.{n}") for n in range(1, len(self.retry_delays_ms) + 1)
-            ]
-            for name in names:
+            for name in self.queue_names(service):
                 await channel.queue_delete(name)
 
 
