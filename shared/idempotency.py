@@ -100,11 +100,14 @@ async def _idempotency(
         ),
     ] = None,
 ) -> Idempotency:
-    body = await request.body()
-    digest = hashlib.sha256(
+    return Idempotency(idempotency_key, principal.subject, fingerprint(request, await request.body()))
+
+
+def fingerprint(request: Request, body: bytes) -> str:
+    """What makes two requests with one key the same request: method, path and body."""
+    return hashlib.sha256(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
     ).hexdigest()
-    return Idempotency(idempotency_key, principal.subject, digest)
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]

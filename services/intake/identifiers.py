@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from functools import lru_cache
 
 import phonenumbers
 from pydantic_core import PydanticCustomError
@@ -26,6 +27,14 @@ PERSONAL = frozenset({IdentifierKind.PHONE, IdentifierKind.EMAIL, IdentifierKind
 
 def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> str:
     """`13800138000`, `+86 138 0013 8000` and `138-0013-8000` all become `+8613800138000`."""
+    return _e164(raw, region)
+
+
+# Parsing a number costs more than the rest of a contact's validation, and the same customers call again
+# and again. Only successes are kept (lru_cache does not store exceptions); the answer is a pure function
+# of its arguments.
+@lru_cache(maxsize=8192)
+def _e164(raw: str, region: str) -> str:
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,14 +70,32 @@ async def owners(
     """In one query: which profile owns each of these identifiers (those nobody owns are absent)."""
     if not keys:
         return {}
-    rows = await session.execute(
+    params: dict[str, str] = {}
+    for n, (kind, value) in enumerate(keys):
+        params[f"kind_{n}"], params[f"value_{n}"] = kind, value
+    rows = await session.execute(_owners_query(len(keys)), params)
+    return {(kind, value): customer for kind, value, customer in rows}
+
+
+@lru_cache(maxsize=64)
+def _owners_query(count: int) -> sa.Select[tuple[str, str, Customer]]:
+    # Built once per number of keys: every contact looks its customer up, and building the expression
+    # anew each time costs more than running it.
+    return (
         sa.select(CustomerIdentifier.kind, CustomerIdentifier.value, Customer)
         .join(Customer, Customer.id == CustomerIdentifier.customer_id)  # type: ignore[arg-type]
         .where(
-            sa.or_(*(sa.and_(CustomerIdentifier.kind == k, CustomerIdentifier.value == v) for k, v in keys))
+            sa.or_(
+                *(
+                    sa.and_(
+                        CustomerIdentifier.kind == sa.bindparam(f"kind_{n}"),
+                        CustomerIdentifier.value == sa.bindparam(f"value_{n}"),
+                    )
+                    for n in range(count)
+                )
+            )
         )
     )
-    return {(kind, value): customer for kind, value, customer in rows}
 
 
 async def live(session: AsyncSession, customer: Customer) -> Customer:
