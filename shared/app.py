@@ -16,7 +16,9 @@ from shared.clock import Clock
 from shared.errors import install_problem_handlers, problem_response
 from shared.limits import BodySizeLimitMiddleware
 from shared.observability import RequestContextMiddleware
+from shared.openapi import document_problems
 from shared.outbox import Outbox
+from shared.ratelimit import AnonymousWriteLimitMiddleware, WriteLimiter
 from shared.runtime import Runtime, ServiceDefinition
 from shared.settings import ServiceSettings
 from shared.timers import Timers
@@ -50,10 +52,13 @@ def create_service_app(
     app.state.runtime = runtime
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.state.write_limiter = WriteLimiter.from_settings()  # charged per credential in shared.auth
+    app.add_middleware(AnonymousWriteLimitMiddleware, limiter=app.state.write_limiter)
     app.add_middleware(RequestContextMiddleware, service=definition.name)
     for router in definition.routers:
         app.include_router(router)
     _add_operations_routes(app, runtime)
+    document_problems(app)
     return app
 
 
