@@ -202,6 +202,7 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
         max_backoff_seconds: float = 60.0,
         linger_seconds: float = 0.002,
+        pass_interval_seconds: float = 0.02,
         retention: timedelta = timedelta(days=1),
     ) -> None:
         self.service = service
@@ -213,6 +214,7 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.linger_seconds = linger_seconds
+        self.pass_interval_seconds = pass_interval_seconds
         self.retention = retention
         self._task: asyncio.Task[None] | None = None
         self._last_purge: datetime | None = None
@@ -227,8 +229,10 @@ class OutboxRelay:
             self._task = None
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             self.outbox.wake.clear()
+            last_pass = loop.time()
             try:
                 published = await self.publish_batch()
                 await self._purge_published()
@@ -240,10 +244,15 @@ class OutboxRelay:
             if published >= self.batch_size:
                 continue  # more may be waiting: drain before sleeping
             # The polling backstop: rows committed by other replicas, retries coming due.
-            if await sleep_until_set(self.outbox.wake, self.poll_seconds) and self.linger_seconds:
+            if await sleep_until_set(self.outbox.wake, self.poll_seconds):
                 # Woken by a commit: others usually commit within a few milliseconds, and one pass for
                 # all of them costs far less than a pass (a transaction and a broker round trip) each.
-                await asyncio.sleep(self.linger_seconds)
+                # Under a steady stream of commits, passes start at most every `pass_interval_seconds`:
+                # a pass costs about as much CPU as the request that woke it, so one per commit would
+                # halve what the service can take; a quiet service still publishes after the linger.
+                delay = max(self.linger_seconds, last_pass + self.pass_interval_seconds - loop.time())
+                if delay > 0:
+                    await asyncio.sleep(delay)
 
     async def publish_batch(self) -> int:
         """Publish one batch of due rows; returns how many were confirmed."""
