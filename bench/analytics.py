@@ -262,6 +262,8 @@ async def main(quick: bool) -> None:
     tickets_ingest = 750 if quick else 12_000
     facts = 50_000 if quick else 1_000_000
     repeats = 5 if quick else 20
+    # The machine is shared: its load before and after says how far the figures can be trusted.
+    load_before = list(os.getloadavg())
     async with scratch_database(f"kefu_bench_analytics_{unique_suffix()}") as url:
         rate = await _ingest(url, tickets_ingest)
     async with scratch_database(f"kefu_bench_analytics_q_{unique_suffix()}") as url:
@@ -278,6 +280,7 @@ async def main(quick: bool) -> None:
                 "query_p50_ms": query["p50"],
                 "query_p95_ms": query["p95"],
                 "plain_sql_ms": plain,
+                "load_average_before": load_before,
                 "load_average": list(os.getloadavg()),
             }
         ),

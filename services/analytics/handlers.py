@@ -15,15 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import shared.contracts  # noqa: F401  (the whole catalogue must be registered before the loop below)
 from services.analytics import metrics
 from services.analytics.business_time import BusinessCalendar
+from services.analytics.columnar import column_arrays, unnest_select
 from services.analytics.models import EventRecord
 from services.analytics.projector import Item, project
 from services.analytics.settings import analytics_settings
 from shared.consumer import BatchContext, EventHandlers, Received
+from shared.db import dialect_name
 from shared.events import registry
 
 handlers = EventHandlers()
 
 _event_log = EventRecord.__table__  # type: ignore[attr-defined]
+_LOG_NAMES = [c.name for c in _event_log.c if c.name != "seq"]
+# `seq` follows the arrays' order, which is arrival order (see columnar.py for why arrays).
+_LOG_PG = sa.insert(_event_log).from_select(_LOG_NAMES, unnest_select(_event_log, _LOG_NAMES))
 
 
 def reporting_calendar() -> BusinessCalendar:
@@ -32,21 +37,22 @@ def reporting_calendar() -> BusinessCalendar:
 
 
 async def log_events(session: AsyncSession, events: list[Received]) -> None:
-    """Append the batch to the event log in one multi-row insert, in arrival order."""
-    await session.execute(
-        sa.insert(_event_log),
-        [
-            {
-                "event_id": e.envelope.id,
-                "type": e.envelope.type,
-                "source": e.envelope.source,
-                "subject": e.envelope.subject,
-                "occurred_at": e.envelope.time,
-                "data": e.envelope.data if isinstance(e.envelope.data, dict) else {"value": e.envelope.data},
-            }
-            for e in events
-        ],
-    )
+    """Append the batch to the event log in one statement, in arrival order."""
+    rows = [
+        {
+            "event_id": e.envelope.id,
+            "type": e.envelope.type,
+            "source": e.envelope.source,
+            "subject": e.envelope.subject,
+            "occurred_at": e.envelope.time,
+            "data": e.envelope.data if isinstance(e.envelope.data, dict) else {"value": e.envelope.data},
+        }
+        for e in events
+    ]
+    if dialect_name(session) == "postgresql":
+        await session.execute(_LOG_PG, column_arrays(rows, _LOG_NAMES))
+    else:
+        await session.execute(sa.insert(_event_log), rows)
 
 
 async def consume(ctx: BatchContext, events: list[Received]) -> None:

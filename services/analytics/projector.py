@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics import facts, feed, metrics, surveys
 from services.analytics.business_time import BusinessCalendar
+from services.analytics.columnar import column_arrays, unnest_select
 from services.analytics.models import SlaEvent, Survey, TicketFact, Webhook, WebhookDelivery
 from shared.consumer import BatchContext, Received
 from shared.contracts import briefs as b
@@ -219,17 +220,20 @@ async def upsert_tickets(
     session: AsyncSession, merges: dict[uuid.UUID, TicketMerge], calendar: BusinessCalendar
 ) -> dict[uuid.UUID, Any]:
     """One upsert per ticket of the batch; returns every touched ticket's row as stored now."""
-    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
     # Rows in key order, so two batches sharing tickets take their row locks in the same order.
     rows = [merges[ticket_id].row(calendar) for ticket_id in sorted(merges)]
     stored: dict[uuid.UUID, Any] = {}
-    for start in range(0, len(rows), _CHUNK):
-        statement = insert(_facts).values(rows[start : start + _CHUNK])
-        statement = statement.on_conflict_do_update(
-            index_elements=["ticket_id"], set_=_merge_rules(statement.excluded)
-        ).returning(*_facts.c)
-        for row in (await session.execute(statement)).all():
-            stored[row.ticket_id] = row
+    if dialect_name(session) == "postgresql":
+        result = await session.execute(_UPSERT_PG, column_arrays(rows, _FACT_NAMES))
+        stored = {row.ticket_id: row for row in result.all()}
+    else:
+        for start in range(0, len(rows), _CHUNK):
+            statement = sqlite_insert(_facts).values(rows[start : start + _CHUNK])
+            statement = statement.on_conflict_do_update(
+                index_elements=["ticket_id"], set_=_merge_rules(statement.excluded)
+            ).returning(*_facts.c)
+            for row in (await session.execute(statement)).all():
+                stored[row.ticket_id] = row
     corrections = []
     for ticket_id, row in stored.items():
         right = durations(row, calendar)
@@ -244,6 +248,25 @@ async def upsert_tickets(
             corrections,
         )
     return stored
+
+
+def _upsert_pg() -> Any:
+    statement = pg_insert(_facts).from_select(_FACT_NAMES, unnest_select(_facts, _FACT_NAMES))
+    return statement.on_conflict_do_update(
+        index_elements=["ticket_id"], set_=_merge_rules(statement.excluded)
+    ).returning(*_facts.c)
+
+
+_FACT_NAMES = [c.name for c in _facts.c]
+_SLA_NAMES = [c.name for c in _sla.c if c.name != "seq"]
+# Built once (see columnar.py): the same text for every batch, compiled and prepared once.
+_UPSERT_PG = _upsert_pg()
+_OUTCOMES_PG = (
+    pg_insert(_sla)
+    .from_select(_SLA_NAMES, unnest_select(_sla, _SLA_NAMES))
+    .on_conflict_do_nothing(index_elements=["event_id"])
+    .returning(_sla.c.seq, _sla.c.event_id)
+)
 
 
 class _Row(dict[str, Any]):
@@ -282,18 +305,21 @@ async def record_outcomes(session: AsyncSession, items: Sequence[Item]) -> list[
         )
     if not rows:
         return []
-    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
     by_id = {row["event_id"]: row for row in rows}
     new: list[SlaEvent] = []
-    for start in range(0, len(rows), _CHUNK):
-        statement = (
-            insert(_sla)
-            .values(rows[start : start + _CHUNK])
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(_sla.c.seq, _sla.c.event_id)
-        )
-        for seq, event_id in (await session.execute(statement)).all():
-            new.append(SlaEvent(seq=seq, **by_id[event_id]))
+    if dialect_name(session) == "postgresql":
+        result = await session.execute(_OUTCOMES_PG, column_arrays(list(by_id.values()), _SLA_NAMES))
+        new = [SlaEvent(seq=seq, **by_id[event_id]) for seq, event_id in result.all()]
+    else:
+        for start in range(0, len(rows), _CHUNK):
+            statement = (
+                sqlite_insert(_sla)
+                .values(rows[start : start + _CHUNK])
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(_sla.c.seq, _sla.c.event_id)
+            )
+            for seq, event_id in (await session.execute(statement)).all():
+                new.append(SlaEvent(seq=seq, **by_id[event_id]))
     new.sort(key=lambda row: row.seq or 0)
     return new
 

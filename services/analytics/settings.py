@@ -25,8 +25,10 @@ class AnalyticsSettings(BaseSettings):
     webhook_poll_seconds: float = Field(default=0.5, gt=0)
     feed_poll_seconds: float = Field(default=0.5, gt=0)
     # Events are projected in batches: up to this many in one transaction, gathered for at most this long.
+    # Every batch costs about ten round trips whatever its size, so a backlog drains fastest in full
+    # batches; a tenth of a second is no delay for reports, which are read minutes apart.
     batch_max_size: int = Field(default=500, ge=1, le=5000)
-    batch_max_wait_ms: float = Field(default=20, ge=0)
+    batch_max_wait_ms: float = Field(default=100, ge=0)
     # A batch fills only if the broker hands over that many messages at once: analytics' own defaults
     # for the in-flight limits, used unless KEFU_PREFETCH / KEFU_CONSUMER_CONCURRENCY are set explicitly.
     consumer_prefetch: int = Field(default=1000, ge=1, le=65535)
