@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
 
 class Overview(BaseModel):
@@ -89,8 +89,8 @@ WebhookEvent = Literal["sla.breach", "sla.warning"]
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: AnyHttpUrl
-    events: list[WebhookEvent] = Field(default=["sla.breach", "sla.warning"], min_length=1)
+    url: Annotated[AnyHttpUrl, UrlConstraints(max_length=2048)]
+    events: list[WebhookEvent] = Field(default=["sla.breach", "sla.warning"], min_length=1, max_length=2)
     secret: str | None = Field(
         None, min_length=16, max_length=200, description="HMAC key; generated when omitted (shown once)."
     )

@@ -15,6 +15,8 @@ from shared.errors import Problem
 
 AgencyRole = Literal["account_exec", "account_director", "creative_director", "media_planner", "analyst"]
 UserId = Annotated[str, Field(min_length=1, max_length=200)]
+# Bounded like every other list a client sends; a role has a handful of people, never hundreds.
+Members = Annotated[list[UserId], Field(max_length=50)]
 
 
 class _In(BaseModel):
@@ -24,15 +26,17 @@ class _In(BaseModel):
 class ClientCreate(_In):
     name: str = Field(min_length=1, max_length=200, examples=["上海某某日化有限公司"])
     industry: str | None = Field(default=None, max_length=100, examples=["日化"])
-    account_team: dict[AgencyRole, list[UserId]] = Field(
-        default_factory=dict, examples=[{"account_exec": ["alice"], "account_director": ["dave"]}]
+    account_team: dict[AgencyRole, Members] = Field(
+        default_factory=dict,
+        max_length=5,
+        examples=[{"account_exec": ["alice"], "account_director": ["dave"]}],
     )
 
 
 class ClientUpdate(_In):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     industry: str | None = Field(default=None, max_length=100)
-    account_team: dict[AgencyRole, list[UserId]] | None = None
+    account_team: dict[AgencyRole, Members] | None = Field(default=None, max_length=5)
 
 
 class ClientOut(BaseModel):

@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -231,7 +231,7 @@ class MeetingCreate(_In):
     held_at: AwareDatetime
     attendees: list[Attendee] = Field(min_length=1, max_length=100)
     summary: str = Field(default="", max_length=50_000)
-    decisions: list[str] = Field(default_factory=list, max_length=100)
+    decisions: list[Annotated[str, Field(max_length=2_000)]] = Field(default_factory=list, max_length=100)
     action_items: list[ActionItemIn] = Field(default_factory=list, max_length=100)
 
     @model_validator(mode="after")

@@ -223,7 +223,7 @@ class RuleIn(Strict):
 
 
 class RulesOut(BaseModel):
-    rules: list[RuleIn]
+    rules: list[RuleIn] = Field(max_length=500)
 
 
 class AuditEntryOut(BaseModel):

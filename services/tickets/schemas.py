@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -14,6 +14,15 @@ from services.tickets.policies import DEFAULT_LADDER
 from shared.contracts.common import Channel, ContactKind, Priority, Tier
 
 Text = Field(min_length=1, max_length=20_000)
+# Every string and list a client sends is bounded, so no request can make the service store or scan more
+# than it was built for (tests/security/test_limits.py checks the OpenAPI for unbounded ones).
+Tag = Annotated[str, Field(max_length=50)]
+Category = Annotated[str, Field(max_length=100)]
+Recipient = Annotated[str, Field(max_length=200)]
+Status = Annotated[str, Field(max_length=30)]
+ClockTime = Annotated[str, Field(max_length=8, examples=["09:00"])]
+Interval = Annotated[list[ClockTime], Field(max_length=2, description="[start, end]")]
+DayHours = Annotated[list[Interval], Field(max_length=24)]
 
 
 class Body(BaseModel):
@@ -35,7 +44,7 @@ class TicketCreate(Body):
     product_model: str | None = Field(default=None, max_length=200)
     product_serial: str | None = Field(default=None, max_length=200)
     in_warranty: bool | None = None
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
 
     @model_validator(mode="after")
     def _ticket_kinds(self) -> TicketCreate:
@@ -123,7 +132,7 @@ class OptionalMessageBody(Body):
 class UpdateBody(Body):
     priority: Priority | None = None
     category: str | None = Field(default=None, max_length=100)
-    tags: list[str] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
 
 
 class ReasonBody(Body):
@@ -178,11 +187,11 @@ class FollowUpBody(Body):
 
 
 class Conditions(Body):
-    kinds: list[ContactKind] = []
-    priorities: list[Priority] = []
-    channels: list[Channel] = []
-    tiers: list[Tier] = []
-    categories: list[str] = []
+    kinds: list[ContactKind] = Field(default=[], max_length=len(ContactKind))
+    priorities: list[Priority] = Field(default=[], max_length=len(Priority))
+    channels: list[Channel] = Field(default=[], max_length=len(Channel))
+    tiers: list[Tier] = Field(default=[], max_length=len(Tier))
+    categories: list[Category] = Field(default=[], max_length=100)
 
 
 class Targets(Body):
@@ -211,7 +220,7 @@ class Warning(Body):
 class EscalationStep(Body):
     raise_priority: bool = False
     group: str | None = Field(default=None, max_length=100)
-    notify: list[str] = Field(default_factory=list, max_length=20)
+    notify: list[Recipient] = Field(default_factory=list, max_length=20)
 
 
 PAUSABLE = {"new", "open", "in_progress", "waiting_customer", "reopened"}
@@ -225,10 +234,13 @@ class PolicyIn(Body):
     targets: Targets
     calendar_id: uuid.UUID | None = None
     warning: Warning = Warning(fraction=0.8)
-    pause_statuses: dict[str, list[str]] = Field(
+    pause_statuses: dict[
+        Annotated[str, Field(max_length=30)], Annotated[list[Status], Field(max_length=5)]
+    ] = Field(
         default_factory=lambda: {
             m: ["waiting_customer"] for m in ("first_response", "next_response", "resolution")
-        }
+        },
+        max_length=3,
     )
     escalation: list[EscalationStep] = Field(
         default_factory=lambda: [EscalationStep(**step) for step in DEFAULT_LADDER],
@@ -268,7 +280,11 @@ class CalendarIn(Body):
     name: str = Field(min_length=1, max_length=200)
     always_open: bool = False
     timezone: str = Field(default="Asia/Shanghai", max_length=64)
-    hours: dict[str, list[list[str]]] = {}
+    hours: dict[Annotated[str, Field(max_length=3)], DayHours] = Field(
+        default={},
+        max_length=7,
+        examples=[{"mon": [["09:00", "12:00"], ["13:00", "18:00"]]}],
+    )
     holidays: list[date] = Field(default_factory=list, max_length=1000)
     working_days: list[date] = Field(default_factory=list, max_length=1000)
     china_holidays: bool = False
