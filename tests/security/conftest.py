@@ -57,7 +57,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def gateway(apps: dict[str, FastAPI]) -> PathRouter:
     """The four apps behind one host, routed by the first path segment as the production gateway does."""
     by_segment = {
-        prefix: apps[name] for name, entry in SERVICES.items() for prefix in entry.definition.path_prefixes
+        prefix: apps[name]
+        for name, entry in SERVICES.items()
+        if name in apps
+        for prefix in entry.definition.path_prefixes
     }
     return PathRouter(apps["intake"], by_segment)
 
