@@ -166,6 +166,36 @@ def _process_groups() -> dict[str, float]:
     return groups
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) one process has used so far; 0.0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read().decode(errors="replace")
+    except OSError:
+        return 0.0
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def pin_to_last_core() -> int | None:
+    """Keep this process (a load generator) on the machine's last core, leaving the others to the servers.
+
+    Returns the core, or None where affinity cannot be set (one core, or no `sched_setaffinity`).
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    os.sched_setaffinity(0, {cores[-1]})
+    return cores[-1]
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages, rounded, to show how busy the machine was."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
+
+
 class CpuMeter:
     """CPU cores used per process group between `start()` and `stop()`.
 

@@ -5,6 +5,9 @@ publishes its events to RabbitMQ (a private exchange with a sink queue). The raw
 asyncpg doing the least the same request needs: one contact insert and one outbox insert in a transaction.
 Phase 1 measures the highest rate each sustains (closed loop); phase 2 measures latency at a steady
 200 requests/s (open loop, scheduled by absolute time so a slow response never delays the next request).
+The load generator keeps to the machine's last core, so it cannot starve the servers of more than one,
+and every phase records each server's CPU time per request: on a shared, busy machine that moves far
+less than the request rates do, and the load averages say how busy it was.
 
     .venv/bin/python bench/contacts.py            # full run, about 1.5 minutes
     .venv/bin/python bench/contacts.py --quick
@@ -36,7 +39,10 @@ from bench.common import (
     AMQP_URL,
     ROOT,
     delete_amqp_objects,
+    load_average,
     percentiles,
+    pin_to_last_core,
+    process_cpu_seconds,
     progress,
     rounded,
     save_result,
@@ -264,6 +270,16 @@ async def open_loop(
     }
 
 
+async def measured(pid: int, phase: Any) -> dict[str, Any]:
+    """Run one load phase and add the server's CPU time per request answered (201 or not)."""
+    before = process_cpu_seconds(pid)
+    result: dict[str, Any] = await phase
+    answered = result["requests"] + (result["errors"] if "rate" not in result else 0)
+    result["server_cpu_ms_per_req"] = 1000 * (process_cpu_seconds(pid) - before) / max(answered, 1)
+    result["load_avg"] = load_average()
+    return result
+
+
 def start_process(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
 
@@ -340,6 +356,11 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
         await wait_ready(f"{intake_url}/readyz")
         await wait_ready(f"{raw_url}/docs")
         progress(f"intake on :{intake_port}, raw endpoint on :{raw_port}")
+        # Only now, so that the servers started above are not confined with it.
+        load_core = pin_to_last_core()
+        progress(f"load generator on core {load_core}, load average {load_average()}")
+        load_before = load_average()
+        pids = {"intake": processes[0].pid, "raw": processes[1].pid}
 
         # aiohttp, not httpx, drives the load: httpx spends ~4 ms of CPU per request here, so the client
         # and not the servers would set the pace on a 2-core machine.
@@ -365,29 +386,47 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
             results: dict[str, Any] = {}
             for name, url in (("intake", f"{intake_url}/v1/contacts"), ("raw", f"{raw_url}/raw/contacts")):
                 progress(f"{name}: closed loop, {options.workers} clients, {options.seconds}s")
-                results[f"{name}_max"] = await closed_loop(
-                    http,
-                    url,
-                    headers,
-                    workers=options.workers,
-                    seconds=options.seconds,
-                    customers=options.customers,
+                results[f"{name}_max"] = await measured(
+                    pids[name],
+                    closed_loop(
+                        http,
+                        url,
+                        headers,
+                        workers=options.workers,
+                        seconds=options.seconds,
+                        customers=options.customers,
+                    ),
                 )
-                progress(f"{name}: {results[f'{name}_max']['req_per_s']:.0f} req/s")
+                done = results[f"{name}_max"]
+                progress(
+                    f"{name}: {done['req_per_s']:.0f} req/s, "
+                    f"{done['server_cpu_ms_per_req']:.2f} ms server CPU per request, load {done['load_avg']}"
+                )
             for name, url in (("intake", f"{intake_url}/v1/contacts"), ("raw", f"{raw_url}/raw/contacts")):
                 progress(f"{name}: open loop at {options.rate}/s for {options.seconds}s")
-                results[f"{name}_steady"] = await open_loop(
-                    http,
-                    url,
-                    headers,
-                    rate=options.rate,
-                    seconds=options.seconds,
-                    customers=options.customers,
+                results[f"{name}_steady"] = await measured(
+                    pids[name],
+                    open_loop(
+                        http,
+                        url,
+                        headers,
+                        rate=options.rate,
+                        seconds=options.seconds,
+                        customers=options.customers,
+                    ),
                 )
                 steady = results[f"{name}_steady"]
                 progress(f"{name}: p50 {steady['p50_ms']:.1f} ms, p99 {steady['p99_ms']:.1f} ms")
 
+    return summary(results, options, load_before=load_before, load_core=load_core)
+
+
+def summary(
+    results: dict[str, Any], options: argparse.Namespace, *, load_before: list[float], load_core: int | None
+) -> dict[str, Any]:
     intake_max, raw_max = results["intake_max"]["req_per_s"], results["raw_max"]["req_per_s"]
+    intake_cpu = results["intake_max"]["server_cpu_ms_per_req"]
+    raw_cpu = results["raw_max"]["server_cpu_ms_per_req"]
     return {
         "bench": "contacts",
         "req_per_s": intake_max,
@@ -397,13 +436,24 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
         "p99_ms": results["intake_steady"]["p99_ms"],
         "steady_rate": options.rate,
         "raw_p99_ms": results["raw_steady"]["p99_ms"],
+        "steady_achieved_rate": results["intake_steady"]["achieved_rate"],
+        # The same comparison in server CPU per request, which the machine's other work moves much less.
+        "cpu_ms_per_req": intake_cpu,
+        "raw_cpu_ms_per_req": raw_cpu,
+        "cpu_ratio": raw_cpu / intake_cpu if intake_cpu else None,
+        "load_avg_before": load_before,
+        "load_avg_after": load_average(),
+        "load_generator_core": load_core,
         "errors": sum(r["errors"] for r in results.values()),
         "customers": options.customers,
         "workers": options.workers,
         "seconds": options.seconds,
         "detail": results,
         "targets": {"ratio": 0.6, "p99_ms": 50},
-        "notes": "one uvicorn worker each; aiohttp load generator on the same cores; intake publishes events",
+        "notes": (
+            "one uvicorn worker each; aiohttp load generator pinned to the last core; intake publishes "
+            "events; server CPU from /proc, per request answered"
+        ),
     }
 
 

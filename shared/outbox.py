@@ -202,7 +202,7 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
         max_backoff_seconds: float = 60.0,
         linger_seconds: float = 0.002,
-        pass_interval_seconds: float = 0.02,
+        pass_interval_seconds: float = 0.05,
         retention: timedelta = timedelta(days=1),
     ) -> None:
         self.service = service
