@@ -130,9 +130,19 @@ class OptionalMessageBody(Body):
 
 
 class UpdateBody(Body):
+    """Only the fields given change; `category: null` clears the category."""
+
     priority: Priority | None = None
     category: str | None = Field(default=None, max_length=100)
     tags: list[Tag] | None = Field(default=None, max_length=50)
+
+    @model_validator(mode="after")
+    def _not_cleared(self) -> UpdateBody:
+        # A ticket always has a priority and a list of tags: null is not a value for them.
+        for name in ("priority", "tags"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null (omit it to keep it; tags: [] removes every tag)")
+        return self
 
 
 class ReasonBody(Body):
@@ -208,7 +218,7 @@ class Targets(Body):
 
 class Warning(Body):
     fraction: float | None = Field(default=None, gt=0, lt=1)
-    lead_seconds: int | None = Field(default=None, gt=0)
+    lead_seconds: int | None = Field(default=None, gt=0, le=365 * 86_400)
 
     @model_validator(mode="after")
     def _one(self) -> Warning:
@@ -228,7 +238,7 @@ PAUSABLE = {"new", "open", "in_progress", "waiting_customer", "reopened"}
 
 class PolicyIn(Body):
     name: str = Field(min_length=1, max_length=200)
-    position: int = Field(ge=0)
+    position: int = Field(ge=0, le=1_000_000)
     active: bool = True
     conditions: Conditions = Conditions()
     targets: Targets
@@ -247,7 +257,7 @@ class PolicyIn(Body):
         max_length=10,
         description="One step per escalation; a breach past the last step repeats it.",
     )
-    follow_up_after_seconds: int = Field(default=3 * 86_400, ge=0)
+    follow_up_after_seconds: int = Field(default=3 * 86_400, ge=0, le=365 * 86_400)
 
     @model_validator(mode="after")
     def _pauses(self) -> PolicyIn:

@@ -143,6 +143,37 @@ async def test_every_string_and_list_a_client_sends_has_a_maximum() -> None:
     assert not missing, "request fields without a maximum size:\n" + "\n".join(missing)
 
 
+def unbounded_integers(document: dict[str, Any], schema: dict[str, Any], at: str) -> Iterator[str]:
+    """Every integer under `schema` without a maximum: a larger one would overflow its database column."""
+    if "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    for alternative in schema.get("anyOf", []) + schema.get("oneOf", []) + schema.get("allOf", []):
+        yield from unbounded_integers(document, alternative, at)
+    if schema.get("type") == "integer" and not {"maximum", "exclusiveMaximum"} & schema.keys():
+        yield at
+    if schema.get("type") == "array":
+        yield from unbounded_integers(document, schema.get("items", {}), f"{at}[]")
+    for name, child in schema.get("properties", {}).items():
+        yield from unbounded_integers(document, child, f"{at}.{name}")
+
+
+async def test_every_integer_a_client_sends_has_a_maximum() -> None:
+    missing = []
+    for service, document in documents().items():
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                inputs = [
+                    (media.get("schema", {}), "body")
+                    for media in operation.get("requestBody", {}).get("content", {}).values()
+                ] + [(p["schema"], f"{p['in']}.{p['name']}") for p in operation.get("parameters", [])]
+                missing += [
+                    f"{service} {method.upper()} {path} {field}"
+                    for schema, at in inputs
+                    for field in unbounded_integers(document, schema, at)
+                ]
+    assert not missing, "integers without a maximum:\n" + "\n".join(missing)
+
+
 async def test_every_list_caps_its_page_size_at_200() -> None:
     pages = [
         (service, path, parameter["schema"])

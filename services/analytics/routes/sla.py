@@ -115,9 +115,11 @@ async def stream_breaches(
     request: Request,
     runtime: RuntimeDep,
     type: FeedType = "all",
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=30)] = None,
+    # At most 18 digits, like `from_id`'s bound: a feed id is a PostgreSQL bigint.
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=18)] = None,
     from_id: Annotated[
-        int | None, Query(ge=0, description="Resume after this feed id (as Last-Event-ID).")
+        int | None,
+        Query(ge=0, le=10**18, description="Resume after this feed id (as Last-Event-ID)."),
     ] = None,
 ) -> EventSourceResponse:
     """Live feed: `sla.breach` and `sla.warning` events; resumes after `Last-Event-ID`, else starts now."""
