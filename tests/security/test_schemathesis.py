@@ -84,11 +84,10 @@ def to_httpx(kwargs: dict[str, Any]) -> dict[str, Any]:
     }
     if "json" in kwargs:
         request["json"] = kwargs["json"]
+    elif isinstance(kwargs.get("data"), bytes | str):
+        request["content"] = kwargs["data"]  # a raw body, e.g. a negative case's non-JSON payload
     elif kwargs.get("data") is not None:
-        data = kwargs["data"]
-        request["content"] = data if isinstance(data, bytes | str) else None
-        if not isinstance(data, bytes | str):
-            request["data"] = data
+        request["data"] = kwargs["data"]  # form fields
     return request
 
 
