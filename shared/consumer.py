@@ -189,8 +189,10 @@ class EventConsumer:
         outbox: Outbox,
         clock: Clock,
         timers: Timers | None = None,
+        max_event_bytes: int = 1_048_576,
     ) -> None:
         self.service = service
+        self.max_event_bytes = max_event_bytes
         self.handlers = handlers
         self.registry = registry
         self.db = db
@@ -214,6 +216,10 @@ class EventConsumer:
     async def __call__(self, delivery: Delivery) -> Outcome:
         event_type = delivery.routing_key or "unknown"
         try:
+            if len(delivery.body) > self.max_event_bytes:
+                raise InvalidEvent(
+                    f"body of {len(delivery.body)} bytes exceeds the {self.max_event_bytes}-byte limit"
+                )
             envelope = parse_message(delivery.body, delivery.headers, delivery.content_type)
             event_type = envelope.type
             data = self.registry.validate_data(envelope)

@@ -7,16 +7,36 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
+from asyncpg.exceptions import (
+    CannotConnectNowError,
+    InterfaceError,
+    OperatorInterventionError,
+    PostgresConnectionError,
+    TooManyConnectionsError,
+)
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("kefu.errors")
 
 PROBLEM_JSON = "application/problem+json"
+
+# Errors that mean the database could not be reached or dropped the connection (a restart, a network cut,
+# no free connection slots), as opposed to a statement it rejected.
+_UNREACHABLE = (
+    OSError,
+    ConnectionError,
+    TimeoutError,
+    PostgresConnectionError,
+    InterfaceError,
+    TooManyConnectionsError,
+    CannotConnectNowError,
+    OperatorInterventionError,
+)
 TYPE_BASE = "https://kefu.dev/problems/"
 
 
@@ -162,6 +182,33 @@ async def _on_integrity(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def database_unreachable(exc: BaseException) -> bool:
+    """True when a database error means "cannot talk to the server now" rather than a bad statement."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _UNREACHABLE):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not database_unreachable(exc):
+        return await _on_unexpected(request, exc)
+    # The server is restarting, unreachable or out of connections: nothing was committed, and the same
+    # request will very likely succeed in a moment — tell the client so instead of reporting a fault.
+    log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        detail="The database is briefly unavailable; nothing was changed. Retry shortly.",
+        slug="database-unavailable",
+        instance=request.url.path,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
@@ -174,6 +221,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(IntegrityError, _on_integrity)
+    app.add_exception_handler(DBAPIError, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

@@ -125,6 +125,7 @@ class Runtime:
                 outbox=self.outbox,
                 clock=self.clock,
                 timers=self.timers,
+                max_event_bytes=settings.max_event_bytes,
             )
 
     async def start(self) -> None:

@@ -51,6 +51,11 @@ class ServiceSettings(BaseSettings):
     # JSON list of {"name", "sha256", "roles"}: API keys for other systems, stored only as hashes.
     api_keys: list[ApiKeySetting] = Field(default=[], validation_alias=AliasChoices("KEFU_API_KEYS"))
     max_body_bytes: int = Field(default=1_048_576, validation_alias=AliasChoices("KEFU_MAX_BODY_BYTES"))
+    # An event body larger than this is dead-lettered unread: no producer of ours sends one, and parsing
+    # a huge hostile body would stall the consumer.
+    max_event_bytes: int = Field(
+        default=1_048_576, ge=1024, validation_alias=AliasChoices("KEFU_MAX_EVENT_BYTES")
+    )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("KEFU_LOG_LEVEL"))
     log_format: str = Field(default="json", validation_alias=AliasChoices("KEFU_LOG_FORMAT"))
 
