@@ -13,7 +13,7 @@ RUN_DIR     := data/run
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run up down status test test-unit test-integration lint format migrate bench openapi asyncapi clean
+.PHONY: install run up down status test test-unit test-integration lint format migrate bench bench-load openapi asyncapi clean
 
 $(UV):
 	$(PYTHON_BOOT) -m venv $(TOOLS)
@@ -72,6 +72,11 @@ bench: install
 	$(PY) -m bench.contacts
 	$(PY) -m bench.sla
 	$(PY) -m bench.analytics --quick
+	$(PY) -m bench.load
+
+# Mixed traffic on the four services as processes: the step search, then 5 minutes at the best rate.
+bench-load: install
+	$(PY) -m bench.load
 
 openapi: install ## write each service's OpenAPI document to docs/openapi/
 	$(PY) -m services openapi --out docs/openapi
