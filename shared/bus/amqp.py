@@ -281,7 +281,11 @@ class AmqpTransport:
             queue = await channel.declare_queue(
                 self.queue_name(service, ".dead"), durable=True, arguments=QUORUM
             )
-            while limit is None or replayed < limit:
+            # Only what is dead now: a replayed letter that fails again lands back in this queue, and
+            # must not be picked up a second time by the same run.
+            waiting = queue.declaration_result.message_count or 0
+            limit = waiting if limit is None else min(limit, waiting)
+            while replayed < limit:
                 message = await queue.get(no_ack=False, fail=False)
                 if message is None:
                     break

@@ -319,6 +319,7 @@ class Audit:
     outbox_unsent: dict[str, int]
     queue_depths: dict[str, int]
     dead_letters: dict[str, list[str]]
+    dead_expected: int = 0
 
     @property
     def clean(self) -> bool:
@@ -332,7 +333,7 @@ class Audit:
             and self.analytics_duplicates == 0
             and not any(self.outbox_unsent.values())
             and not any(self.queue_depths.values())
-            and not any(self.dead_letters.values())
+            and sum(len(v) for v in self.dead_letters.values()) == self.dead_expected
         )
 
     def summary(self) -> dict[str, Any]:
@@ -348,7 +349,7 @@ class Audit:
         }
 
 
-async def audit(platform: Distributed, load: ContactLoad) -> Audit:
+async def audit(platform: Distributed, load: ContactLoad, dead_expected: int = 0) -> Audit:
     accepted = load.contact_ids
     recorded = {str(r[0]) for r in await platform.query("intake", "SELECT id FROM contacts")}
     per_contact = await platform.query(
@@ -365,7 +366,9 @@ async def audit(platform: Distributed, load: ContactLoad) -> Audit:
     depths: dict[str, int] = {}
     dead: dict[str, list[str]] = {}
     for name in CONSUMERS:
-        depths.update(await platform.transport.queue_depths(name))
+        waiting = await platform.transport.queue_depths(name)
+        # Dead letters are counted on their own, with their reasons.
+        depths.update({queue: n for queue, n in waiting.items() if not queue.endswith(".dead")})
         dead[name] = [f"{d.routing_key}: {d.reason}" for d in await platform.transport.dead_letters(name)]
     return Audit(
         contacts_accepted=len(accepted),
@@ -379,15 +382,21 @@ async def audit(platform: Distributed, load: ContactLoad) -> Audit:
         outbox_unsent=unsent,
         queue_depths=depths,
         dead_letters=dead,
+        dead_expected=dead_expected,
     )
 
 
-async def settle(platform: Distributed, load: ContactLoad, timeout: float = 120) -> Audit:
-    """Poll the audit until the platform is quiet and consistent, or fail with the last audit."""
+async def settle(
+    platform: Distributed, load: ContactLoad, timeout: float = 120, dead_expected: int = 0
+) -> Audit:
+    """Poll the audit until the platform is quiet and consistent, or fail with the last audit.
+
+    `dead_expected`: dead letters the test put there on purpose (poison); any other one is a failure.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        result = await audit(platform, load)
+        result = await audit(platform, load, dead_expected)
         if result.clean:
             return result
         if loop.time() > deadline:
@@ -397,11 +406,26 @@ async def settle(platform: Distributed, load: ContactLoad, timeout: float = 120)
 
 
 async def record_report(name: str, report: dict[str, Any]) -> None:
-    """Each fault writes what it did and what it found; docs/reliability.md is written from these."""
-    out = ROOT / "tests" / "reliability" / "results"
-    out.mkdir(exist_ok=True)
+    """Each fault writes what it did and found to data/reliability/ (summarised in docs/reliability.md)."""
+    out = ROOT / "data" / "reliability"
+    out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
     print(json.dumps({"fault": name, **report}, ensure_ascii=False, default=str))
+
+
+def cloudevent(type_: str, data: Any, *, event_id: str | None = None, source: str = "/crm") -> bytes:
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": event_id or str(uuid.uuid4()),
+            "source": source,
+            "type": type_,
+            "time": "2026-11-23T08:00:00+00:00",
+            "datacontenttype": "application/json",
+            "data": data,
+        },
+        ensure_ascii=False,
+    ).encode()
 
 
 async def publish(platform: Distributed, routing_key: str, body: bytes, **properties: Any) -> None:
