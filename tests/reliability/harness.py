@@ -454,6 +454,7 @@ class Recorder:
     platform: Distributed
     connection: aio_pika.abc.AbstractConnection | None = None
     queue: aio_pika.abc.AbstractQueue | None = None
+    received: list[aio_pika.abc.AbstractIncomingMessage] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -474,6 +475,11 @@ class Recorder:
         channel = await self.connection.channel()
         await channel.queue_delete(self.name)
         await self.connection.close()
+
+    async def collect(self) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        """Everything recorded so far, this drain included."""
+        self.received.extend(await self.drain())
+        return self.received
 
     async def drain(self) -> list[aio_pika.abc.AbstractIncomingMessage]:
         assert self.queue is not None
