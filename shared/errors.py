@@ -187,10 +187,13 @@ def database_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     seen: BaseException | None = exc
-    while seen is not None:
+    for _ in range(10):  # a chain of causes is short; never follow a cycle forever
+        if seen is None:
+            break
         if isinstance(seen, _UNREACHABLE):
             return True
-        seen = seen.__cause__ or seen.__context__
+        # SQLAlchemy wraps the driver's error (`orig`), which wraps the socket's or the server's.
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
     return False
 
 

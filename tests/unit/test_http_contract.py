@@ -7,9 +7,13 @@ import json
 import httpx
 import pytest
 import sqlalchemy as sa
+from asyncpg.exceptions import AdminShutdownError, TooManyConnectionsError
+from fastapi import FastAPI
+from sqlalchemy.exc import DBAPIError
 
 from services.intake.models import Contact, Customer
 from services.platform import Platform
+from shared.errors import install_problem_handlers
 from shared.outbox import outbox_table
 from tests.conftest import AGENT, bearer, contact_body
 
@@ -120,3 +124,39 @@ async def test_pages_walk_every_item_once(client: httpx.AsyncClient) -> None:
     assert seen == [f"第{n}次来电" for n in reversed(range(5))]
     problem(await client.get("/v1/contacts", params={"cursor": "%%%garbage"}, headers=AGENT), 400)
     problem(await client.get("/v1/contacts", params={"limit": 201}, headers=AGENT), 422)
+
+
+def _unreachable(reason: BaseException) -> DBAPIError:
+    try:
+        raise reason
+    except BaseException as cause:
+        return DBAPIError("SELECT 1", {}, cause, connection_invalidated=False)
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (_unreachable(ConnectionRefusedError(111, "Connection refused")), 503),
+        (_unreachable(TooManyConnectionsError("sorry, too many clients already")), 503),
+        (_unreachable(AdminShutdownError("terminating connection due to administrator command")), 503),
+        (DBAPIError("SELECT 1", {}, Exception("closed"), connection_invalidated=True), 503),
+        (_unreachable(ValueError("invalid input syntax for type uuid")), 500),
+    ],
+)
+async def test_database_outage_is_503_with_retry_after_and_a_bad_statement_is_500(
+    error: DBAPIError, status: int
+) -> None:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/fails")
+    async def fails() -> None:
+        raise error
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://kefu"
+    ) as http:
+        response = await http.get("/fails")
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (response.headers.get("retry-after") == "1") is (status == 503)
