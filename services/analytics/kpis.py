@@ -3,17 +3,16 @@
 Percentiles come from DDSketch (1 % relative accuracy): one sketch per bucket, merged for the totals, so a
 bucket's figures and the period's figures come from the same mergeable summaries.
 
-On PostgreSQL the facts are not read row by row: one grouped scan per side (created, resolved) returns,
-per bucket, agent and group, the count of durations in each DDSketch bin — the bin is the library's own
-logarithmic mapping, `ceil(ln(x) · multiplier)`, evaluated in SQL with the library's multiplier — and the
-sketches are rebuilt from those counts, so they merge across buckets exactly as sketches built in Python
-would. Rollups maintained at ingest were the alternative; they were not chosen because the filters may
-combine any of eight dimensions (agent and category among them), so a rollup keyed by all of them has
-about as many rows as there are tickets and reads no fewer. Nor would a narrower rollup read much less:
-at 1 % accuracy a week's sketch of a wide duration distribution holds a few hundred bins, so the sketches
-a report needs (four per bucket, two per agent) hold about as many entries as the tickets they summarise
-once a bucket has fewer than ~10 tickets per bin — the size of the answer, not the plan, bounds the
-cost (docs/analytics.md has the measurements). SQLite (the embedded mode) folds rows in Python.
+The default report is the headline series per bucket. The breakdowns (per agent, per group, breaches by
+dimension, top complaint categories) are computed only when asked for (`include`): per agent and per group
+they multiply the sketches a report builds, and most callers chart the series.
+
+On PostgreSQL the facts are not read row by row: every fact carries the DDSketch bin of each duration (a
+generated column), and one grouped scan per side (created, resolved) of a covering index returns, per
+bucket, the count of durations in each bin. Rollups maintained at ingest were measured and not chosen
+(docs/analytics.md): at 1 % accuracy a sketch of a wide duration distribution spans hundreds of bins, so
+hourly or daily rollups keyed by the filterable dimensions hold about as many (bucket, bin) entries as
+there are tickets and read no fewer. SQLite (the embedded mode) folds rows in Python.
 """
 
 from __future__ import annotations
@@ -36,6 +35,8 @@ from services.analytics.statistics import merged, quantiles, sketch_of
 from shared.db import dialect_name
 
 _DONE = ("resolved", "closed")
+# The breakdowns a report adds on request (`include`).
+BREAKDOWNS = ("agents", "groups", "breaches", "categories")
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def _rate(numerator: int, n: int) -> dict[str, Any]:
     return {"value": round(numerator / n, 4) if n else None, "n": n}
 
 
-def _durations(sketches: dict[str, DDSketch]) -> dict[str, Any]:
+def _durations(sketches: dict[str, Any]) -> dict[str, Any]:
     return {
         time_kind: {**quantiles(sketch), "n": int(sketch.count), "unit": "seconds"}
         for time_kind, sketch in sketches.items()
@@ -218,15 +219,25 @@ async def ticket_kpis(
     tz: ZoneInfo,
     filters: TicketFilters,
     top: int = 10,
+    include: Iterable[str] = (),
     in_database: bool | None = None,
 ) -> dict[str, Any]:
-    """Every ticket KPI for [since, until), bucketed by `grain` in `tz`."""
+    """The ticket KPIs for [since, until), bucketed by `grain` in `tz`; `include` adds breakdowns."""
+    extra = set(include)
+    if unknown := extra - set(BREAKDOWNS):
+        raise ValueError(f"unknown breakdowns: {sorted(unknown)}")
     where = filters.on_facts()
     starts = bucket_starts(since, until, grain, tz)
 
     fold = _Fold(grain, tz)
     if in_database if in_database is not None else dialect_name(session) == "postgresql":
-        await grouped.fold_facts(session, fold, since=since, until=until, where=where)
+        if extra & {"agents", "groups", "categories"}:
+            await grouped.fold_facts(session, fold, since=since, until=until, where=where)
+        else:
+            edges = [local_midnight(start, tz) for start in starts]
+            await grouped.fold_headline(
+                session, fold, since=since, until=until, where=where, starts=starts, edges=edges
+            )
     else:
         await _fold_rows(session, fold, since=since, until=until, where=where)
     # Two counts, each a range of its own index, rather than one pass over every fact of the filters.
@@ -244,16 +255,12 @@ async def ticket_kpis(
     ).scalar_one()
     open_before = (created_before, resolved_before)
     sla_rows = (
-        (
-            await session.execute(
-                sa.select(SlaEvent).where(
-                    SlaEvent.occurred_at >= since, SlaEvent.occurred_at < until, *filters.on_sla()
-                )
+        await session.execute(
+            sa.select(*(SlaEvent.__table__.c[name] for name in _SLA_COLUMNS)).where(  # type: ignore[attr-defined]
+                SlaEvent.occurred_at >= since, SlaEvent.occurred_at < until, *filters.on_sla()
             )
         )
-        .scalars()
-        .all()
-    )
+    ).all()
 
     for row in _sla_clocks(sla_rows).values():
         fold.sla_clock(row)
@@ -286,10 +293,10 @@ async def ticket_kpis(
             }
         )
 
-    def total(sketches: dict[date, dict[str, DDSketch]]) -> dict[str, Any]:
-        return _durations({k: merged([s[k] for s in sketches.values()]) for k in ("calendar", "business")})
+    def total(sketches: dict[date, dict[str, Any]]) -> dict[str, Any]:
+        return _durations({k: _merged([s[k] for s in sketches.values()]) for k in ("calendar", "business")})
 
-    return {
+    report: dict[str, Any] = {
         "totals": {
             "created": sum(created.values()),
             "resolved": sum(resolved.values()),
@@ -310,14 +317,49 @@ async def ticket_kpis(
             }
             for metric in ("first_response", "next_response", "resolution")
         },
-        "breaches_by": {
+    }
+    if "breaches" in extra:
+        report["breaches_by"] = {
             dimension: [{"key": key, "count": count} for key, count in counter.most_common()]
             for dimension, counter in breaches_by.items()
-        },
-        "top_complaint_categories": [{"category": c, "count": n} for c, n in categories.most_common(top)],
-        "by_agent": _performance(people["agent"], "agent"),
-        "by_group": _performance(people["group"], "group"),
-    }
+        }
+    if "categories" in extra:
+        report["top_complaint_categories"] = [
+            {"category": c, "count": n} for c, n in categories.most_common(top)
+        ]
+    if "agents" in extra:
+        report["by_agent"] = _performance(people["agent"], "agent")
+    if "groups" in extra:
+        report["by_group"] = _performance(people["group"], "group")
+    return report
+
+
+_SLA_COLUMNS = (
+    "ticket_id",
+    "metric",
+    "cycle",
+    "outcome",
+    "occurred_at",
+    "policy_name",
+    "kind",
+    "priority",
+    "channel",
+    "group",
+    "assignee",
+)
+
+
+def _merged(sketches: list[Any]) -> Any:
+    """The merge of a side's bucket sketches: grouped bins (PostgreSQL) or DDSketches (row by row)."""
+    if any(isinstance(s, grouped.Bins) for s in sketches):
+        total = grouped.Bins()
+        for sketch in sketches:
+            if isinstance(sketch, grouped.Bins):
+                total.merge(sketch)
+            elif sketch.count:  # an empty bucket's placeholder
+                raise ValueError("cannot merge bins with a filled DDSketch")
+        return total
+    return merged(sketches)
 
 
 async def _fold_rows(

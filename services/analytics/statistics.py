@@ -17,6 +17,24 @@ from ddsketch import DDSketch
 
 Z95 = 1.959963984540054
 
+RELATIVE_ACCURACY = 0.01
+MAPPING = DDSketch(RELATIVE_ACCURACY)._mapping
+# The library's key is ceil(log2(x) · multiplier); in natural logarithms that is ceil(ln(x) · this).
+LN_MULTIPLIER = MAPPING._multiplier / math.log(2)
+ZERO = -(2**31)  # the bin of zero durations (the sketch's own zero count)
+
+
+def bin_sql(column: str) -> str:
+    """The DDSketch bin of a duration column as SQL text: the library's key, evaluated by the database.
+
+    The facts keep it in generated columns, so the KPI report counts bins without computing a logarithm
+    per row (a test checks that SQL and library agree on every bin).
+    """
+    return (
+        f"CASE WHEN {column} IS NULL THEN NULL WHEN {column} <= 0 THEN {ZERO} "
+        f"ELSE CAST(ceil(ln({column}) * {LN_MULTIPLIER!r}) AS INTEGER) END"
+    )
+
 
 @dataclass(frozen=True)
 class Interval:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -122,16 +124,23 @@ async def invalidate_for_reopen(session: AsyncSession, reopened: t.TicketReopene
 
 
 def requested_event(new: NewSurvey) -> a.SurveyRequested:
-    survey = new.survey
-    channel = survey.channel if survey.channel in {c.value for c in Channel} else None
+    return requested_data(new.survey.model_dump(), new.token)
+
+
+_CHANNELS = {c.value for c in Channel}
+
+
+def requested_data(survey: Mapping[str, Any], token: str) -> a.SurveyRequested:
+    """The `analytics.survey.requested.v1` data of a survey row (the token travels only in it)."""
+    channel = survey.get("channel")
     return a.SurveyRequested(
-        survey_id=survey.id,
-        token=new.token,
-        channel=Channel(channel) if channel else None,
-        ticket_id=survey.ticket_id,
-        customer_id=survey.customer_id,
-        client_id=survey.client_id,
-        expires_at=survey.expires_at,
+        survey_id=survey["id"],
+        token=token,
+        channel=Channel(channel) if channel in _CHANNELS else None,
+        ticket_id=survey.get("ticket_id"),
+        customer_id=survey.get("customer_id"),
+        client_id=survey.get("client_id"),
+        expires_at=survey["expires_at"],
     )
 
 

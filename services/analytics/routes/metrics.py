@@ -11,14 +11,14 @@ from fastapi import APIRouter, Query
 
 from services.analytics.agency import brief_metrics
 from services.analytics.buckets import Grain, window, zone
-from services.analytics.kpis import TicketFilters, ticket_kpis
+from services.analytics.kpis import BREAKDOWNS, TicketFilters, ticket_kpis
 from services.analytics.models import SlaEvent, TicketFact
 from services.analytics.satisfaction import SEGMENTS, satisfaction
 from services.analytics.schemas import Overview, Report
 from services.analytics.settings import analytics_settings
 from shared.app import ClockDep, SessionDep
 from shared.auth import require
-from shared.errors import problem_responses
+from shared.errors import Problem, problem_responses
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], responses=problem_responses(401, 403, 422))
 
@@ -107,16 +107,41 @@ async def tickets(
     policy: Dimension = None,
     category: Dimension = None,
     customer_tier: Dimension = None,
+    include: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description=(
+                "Breakdowns to add, comma-separated: `agents` (`by_agent`), `groups` (`by_group`), "
+                "`breaches` (`breaches_by` policy, kind, priority, channel, group and agent), "
+                "`categories` (`top_complaint_categories`). Without it the report is the headline series."
+            ),
+            examples=["agents,groups,breaches,categories"],
+        ),
+    ] = None,
 ) -> dict[str, Any]:
-    """Ticket KPIs: volumes, backlog, response and resolution percentiles, SLA achievement, breakdowns.
+    """Ticket KPIs: volumes, backlog, response and resolution percentiles, SLA achievement per bucket.
 
-    Durations are given twice: `calendar` (wall-clock seconds) and `business` (seconds while the reporting
-    calendar is open). First response is bucketed by creation, resolution by resolution time, SLA
-    outcomes by when they happened.
+    Per bucket and for the window: tickets created and resolved, the backlog, first response and
+    resolution p50/p90/p99 given twice — `calendar` (wall-clock seconds) and `business` (seconds while the
+    reporting calendar is open) — SLA achievement, reopen and one-touch resolution rates. First response is
+    bucketed by creation, resolution by resolution time, SLA outcomes by when they happened.
+
+    The breakdowns per agent, per group, of breaches by dimension and of complaint categories cost more
+    and are added only when named in `include`.
     """
     start, end = window(since, until, clock.now())
+    breakdowns = _breakdowns(include)
     filters = TicketFilters(kind, priority, channel, group, agent, policy, category, customer_tier)
-    figures = await ticket_kpis(session, since=start, until=end, grain=group_by, tz=zone(tz), filters=filters)
+    figures = await ticket_kpis(
+        session,
+        since=start,
+        until=end,
+        grain=group_by,
+        tz=zone(tz),
+        filters=filters,
+        include=breakdowns,
+    )
     settings = analytics_settings()
     hours = ", ".join(f"{a}–{b}" for a, b in settings.business_hours)
     return {
@@ -129,8 +154,20 @@ async def tickets(
             f"Chinese statutory working days (with make-up days), {hours} {settings.business_time_zone}"
         ),
         "percentiles": "DDSketch, 1% relative accuracy",
+        "include": sorted(breakdowns),
         **figures,
     }
+
+
+def _breakdowns(include: str | None) -> set[str]:
+    names = {name.strip() for name in (include or "").split(",") if name.strip()}
+    if unknown := names - set(BREAKDOWNS):
+        raise Problem(
+            422,
+            f"Unknown breakdowns {', '.join(sorted(unknown))}; choose from {', '.join(BREAKDOWNS)}.",
+            slug="invalid-include",
+        )
+    return names
 
 
 @router.get("/satisfaction", response_model=Report, dependencies=[require("metrics:read")])

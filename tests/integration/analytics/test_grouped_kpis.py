@@ -75,15 +75,47 @@ async def test_bins_in_sql_are_the_library_bins(analytics_app: FastAPI) -> None:
             assert in_sql == python_bin(float(value)), value
 
 
+async def test_stored_bins_are_the_library_bins(analytics_app: FastAPI) -> None:
+    import sqlalchemy as sa
+
+    from services.analytics.models import TicketFact
+
+    runtime = analytics_app.state.runtime
+    outcomes = [await runtime.consumer(delivery(t, d)) for t, d in tickets(30)]
+    assert {o.kind for o in outcomes} == {OutcomeKind.HANDLED}
+    async with runtime.db.transaction() as session:
+        facts = (await session.execute(sa.select(TicketFact))).scalars().all()
+    pairs = [
+        ("first_response_seconds", "first_response_bin"),
+        ("first_response_business_seconds", "first_response_business_bin"),
+        ("resolution_seconds", "resolution_bin"),
+        ("resolution_business_seconds", "resolution_business_bin"),
+    ]
+    checked = 0
+    for fact in facts:
+        for duration, stored in pairs:
+            value = getattr(fact, duration)
+            assert getattr(fact, stored) == (None if value is None else python_bin(value))
+            checked += value is not None
+    assert checked > 30
+
+
 async def test_grouped_report_equals_the_row_by_row_report(analytics_app: FastAPI) -> None:
     runtime = analytics_app.state.runtime
     events = tickets(120)
+
     outcomes = [await runtime.consumer(delivery(t, d)) for t, d in events]
     assert {o.kind for o in outcomes} == {OutcomeKind.HANDLED}
-    for grain, filters in (
-        (Grain.DAY, TicketFilters()),
-        (Grain.WEEK, TicketFilters(kind="complaint", channel="phone")),
-        (Grain.MONTH, TicketFilters(agent="bob")),
+    everything = ("agents", "groups", "breaches", "categories")
+    for grain, filters, include, tz in (
+        (Grain.DAY, TicketFilters(), (), "Asia/Shanghai"),
+        (Grain.DAY, TicketFilters(), everything, "Asia/Shanghai"),
+        (Grain.WEEK, TicketFilters(kind="complaint", channel="phone"), (), "Asia/Shanghai"),
+        (Grain.WEEK, TicketFilters(kind="complaint", channel="phone"), everything, "Asia/Shanghai"),
+        (Grain.MONTH, TicketFilters(agent="bob"), ("groups",), "Asia/Shanghai"),
+        # Daylight saving and a zone half an hour off UTC: buckets are local whatever the offset.
+        (Grain.DAY, TicketFilters(), (), "America/New_York"),
+        (Grain.WEEK, TicketFilters(), (), "Asia/Kolkata"),
     ):
         reports = []
         for in_database in (True, False):
@@ -94,8 +126,9 @@ async def test_grouped_report_equals_the_row_by_row_report(analytics_app: FastAP
                         since=START - 48 * H,
                         until=START + 24 * 30 * H,
                         grain=grain,
-                        tz=ZoneInfo("Asia/Shanghai"),
+                        tz=ZoneInfo(tz),
                         filters=filters,
+                        include=include,
                         in_database=in_database,
                     )
                 )

@@ -43,7 +43,7 @@ async def publish(
 async def totals(client: httpx.AsyncClient) -> dict[str, Any]:
     response = await client.get(
         "/v1/metrics/tickets",
-        params={"since": "2026-03-01T00:00:00Z", "until": "2026-03-05T00:00:00Z"},
+        params={"since": "2026-03-01T00:00:00Z", "until": "2026-03-05T00:00:00Z", "include": "breaches"},
         headers=ANALYST,
     )
     body: dict[str, Any] = response.json()

@@ -93,3 +93,32 @@ def test_merged_bucket_sketches_give_the_percentiles_of_the_whole(a: list[float]
     lower_median = whole[(len(whole) - 1) // 2]
     assert median == pytest.approx(lower_median, rel=0.011)
     assert stdlib.median(whole) > 0
+
+
+def test_grouped_bins_answer_what_the_library_answers() -> None:
+    """The PostgreSQL report's percentiles (bins counted by the database) are DDSketch's own."""
+    import random
+    from collections import Counter
+
+    from services.analytics.grouped import Bins, python_bin
+    from services.analytics.statistics import sketch_of
+
+    rng = random.Random(4)
+    samples = [
+        [0.0, 0.0, 5.0],
+        [42.0],
+        [rng.lognormvariate(8, 2) for _ in range(1000)],
+        [rng.choice([0.0, 60.0, 61.0, 3600.0]) for _ in range(77)],
+        *([rng.uniform(0, 10**6) for _ in range(rng.randint(1, 40))] for _ in range(50)),
+    ]
+    for values in samples:
+        bins = Counter(python_bin(v) for v in values)
+        half = len(values) // 2
+        merged = Bins(dict(Counter(python_bin(v) for v in values[:half])))
+        merged.merge(Bins(dict(Counter(python_bin(v) for v in values[half:]))))
+        sketch = sketch_of(values)
+        for grouped in (Bins.of(list(bins), list(bins.values())), merged):
+            assert grouped.count == sketch.count
+            for q in (0.0, 0.5, 0.9, 0.99, 1.0):
+                assert grouped.get_quantile_value(q) == sketch.get_quantile_value(q), (values, q)
+    assert Bins().get_quantile_value(0.5) is None

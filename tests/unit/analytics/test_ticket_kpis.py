@@ -72,7 +72,7 @@ async def report(analytics: Analytics, **params: str) -> dict[str, Any]:
 
 async def test_kpis_of_a_day(analytics: Analytics) -> None:
     await analytics.deliver_all(scenario())
-    body = await report(analytics)
+    body = await report(analytics, include="agents,groups,breaches,categories")
     totals = body["totals"]
     assert totals["created"] == 4
     # a was resolved then reopened: only b counts as resolved; backlog 3 at the end.
@@ -105,6 +105,26 @@ def approx(seconds: float) -> Any:
     import pytest
 
     return pytest.approx(seconds, rel=0.011)
+
+
+async def test_breakdowns_only_when_asked_for(analytics: Analytics) -> None:
+    await analytics.deliver_all(scenario())
+    headline = await report(analytics)
+    assert headline["include"] == []
+    assert not {"by_agent", "by_group", "breaches_by", "top_complaint_categories"} & set(headline)
+    assert headline["totals"]["created"] == 4
+    assert headline["sla"]["first_response"]["breached"] == 1
+    full = await report(analytics, include="agents,groups,breaches,categories")
+    assert {k: v for k, v in full.items() if k in headline and k != "include"} == {
+        k: v for k, v in headline.items() if k != "include"
+    }
+    some = await report(analytics, include="groups, breaches")
+    assert some["include"] == ["breaches", "groups"]
+    assert [row["group"] for row in some["by_group"]] == ["desk"]
+    assert "by_agent" not in some and "top_complaint_categories" not in some
+    for bad in ("agent", "agents,teams", "breaches;drop"):
+        response = await analytics.client.get("/v1/metrics/tickets", params={"include": bad}, headers=ANALYST)
+        assert response.status_code == 422, bad
 
 
 async def test_filters_and_weekly_buckets(analytics: Analytics) -> None:
