@@ -1,8 +1,9 @@
 """Analytics benchmark: ingest rate into the projections, and `/v1/metrics/tickets` latency at scale.
 
 1. Ingest: mixed ticket events (created, responded, resolved, SLA outcomes) published onto a private
-   exchange of the local RabbitMQ; measured from the first publish until every event is committed to the
-   log and the projections on PostgreSQL.
+   exchange of the local RabbitMQ while analytics is stopped, so they wait in its queue; then analytics
+   starts and the rate is measured from its consumer's start until every event is committed to the log
+   and the projections on PostgreSQL (the queue drained into committed projections).
 2. Query: N ticket facts bulk-loaded with COPY, then `/v1/metrics/tickets` grouped by week with two filters
    (p95 over repeated calls), compared in the same run with a plain SQL GROUP BY over the raw facts.
 
@@ -56,7 +57,32 @@ def _events(tickets: int) -> list[tuple[str, bytes]]:
     return out
 
 
-async def _ingest(url: str, count_tickets: int) -> float:
+async def _queue(events: list[tuple[str, bytes]], exchange_name: str, prefix: str, sink: str) -> None:
+    """Publish every event (confirmed) while analytics is stopped: they wait in its queue."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+        # Surveys requested by analytics need a route, or its relay would retry them as unroutable.
+        sink_queue = await channel.declare_queue(sink, durable=False, auto_delete=False)
+        await sink_queue.bind(exchange, routing_key="analytics.#")
+        published = time.perf_counter()
+        for i in range(0, len(events), 1000):
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(body, content_type="application/cloudevents+json"),
+                        routing_key=key,
+                    )
+                    for key, body in events[i : i + 1000]
+                )
+            )
+        queue = await channel.declare_queue(f"{prefix}.analytics", passive=True)
+        waiting = queue.declaration_result.message_count
+        progress(f"ingest: queued in {time.perf_counter() - published:.1f} s; {waiting} waiting")
+
+
+async def _ingest(url: str, count_tickets: int) -> tuple[float, float]:
     from services.analytics.app import DEFINITION
     from shared.app import create_service_app
     from shared.settings import ServiceSettings
@@ -76,45 +102,29 @@ async def _ingest(url: str, count_tickets: int) -> float:
         app = create_service_app(DEFINITION, settings)
         async with app.router.lifespan_context(app):
             pass
-        connection = await aio_pika.connect(AMQP_URL)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True)
-            exchange = await channel.declare_exchange(
-                exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-            )
-            # Surveys requested by analytics need a route, or its relay would retry them as unroutable.
-            sink_queue = await channel.declare_queue(sink, durable=False, auto_delete=False)
-            await sink_queue.bind(exchange, routing_key="analytics.#")
-            published = time.perf_counter()
-            for i in range(0, len(events), 1000):
-                await asyncio.gather(
-                    *(
-                        exchange.publish(
-                            aio_pika.Message(body, content_type="application/cloudevents+json"),
-                            routing_key=key,
-                        )
-                        for key, body in events[i : i + 1000]
-                    )
-                )
-            progress(f"ingest: queued in {time.perf_counter() - published:.1f} s")
+        await _queue(events, exchange_name, prefix, sink)
         app = create_service_app(DEFINITION, settings)
         db = await asyncpg.connect(dsn)
         try:
             started = time.perf_counter()
             async with app.router.lifespan_context(app):
-                deadline = time.monotonic() + 180
+                # The service is up (migrations checked, broker connected, consumer attached): from here
+                # on the clock measures the consumer draining the queue into committed projections.
+                consuming = time.perf_counter()
+                before = await db.fetchval("SELECT count(*) FROM event_log")  # during the start
+                deadline = time.monotonic() + 300
                 last_report = 0.0
                 while time.monotonic() < deadline:
                     done = await db.fetchval("SELECT count(*) FROM event_log")
                     if done >= len(events):
                         break
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.02)
                     if time.monotonic() - last_report > 2:
                         last_report = time.monotonic()
                         progress(f"ingest: {done} of {len(events)} committed")
-                elapsed = time.perf_counter() - started
+                finished = time.perf_counter()
                 facts = await db.fetchval("SELECT count(*) FROM ticket_facts")
-                progress(f"ingest: {facts} ticket facts")
+                progress(f"ingest: {facts} ticket facts; service start took {consuming - started:.2f} s")
         finally:
             await db.close()
     finally:
@@ -128,9 +138,12 @@ async def _ingest(url: str, count_tickets: int) -> float:
             ],
             exchanges=[exchange_name],
         )
-    rate = len(events) / elapsed
-    progress(f"ingest: {rate:.0f} events/s ({elapsed:.1f} s, including the service's start)")
-    return rate
+    if done < len(events):
+        raise RuntimeError(f"only {done} of {len(events)} events committed in time")
+    rate = (len(events) - before) / (finished - consuming)
+    with_start = len(events) / (finished - started)
+    progress(f"ingest: {rate:.0f} events/s from the queue ({with_start:.0f} including the service's start)")
+    return rate, with_start
 
 
 async def _load_facts(dsn: str, n: int) -> None:
@@ -265,7 +278,7 @@ async def main(quick: bool) -> None:
     # The machine is shared: its load before and after says how far the figures can be trusted.
     load_before = list(os.getloadavg())
     async with scratch_database(f"kefu_bench_analytics_{unique_suffix()}") as url:
-        rate = await _ingest(url, tickets_ingest)
+        rate, with_start = await _ingest(url, tickets_ingest)
     async with scratch_database(f"kefu_bench_analytics_q_{unique_suffix()}") as url:
         query, plain = await _query(url, facts, repeats)
     save_result(
@@ -276,6 +289,7 @@ async def main(quick: bool) -> None:
                 "quick": quick,
                 "ingest_events": tickets_ingest * 4,
                 "ingest_events_per_s": rate,
+                "ingest_events_per_s_with_start": with_start,
                 "facts": facts,
                 "query_p50_ms": query["p50"],
                 "query_p95_ms": query["p95"],

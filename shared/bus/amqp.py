@@ -5,14 +5,18 @@ Topology per consuming service `S` (prefix `kefu`):
 - `kefu.S.retry.<n>`  quorum queues with a fixed TTL each, dead-lettering back into `kefu.S` — one queue per
                       backoff step, because a per-message TTL only expires at the head of a queue;
 - `kefu.S.dead`       quorum queue of messages that will not be handled, each with `x-kefu-reason`.
-A message is acked only after its retry or dead-letter copy is confirmed, so a crash in between
-redelivers it instead of losing it.
+A message is acked only after its outcome is settled — its handler's transaction committed, or its retry
+or dead-letter copy confirmed — so a crash in between redelivers it instead of losing it. Acks are
+coalesced per channel: the settled deliveries at the head of the channel's unacked ones go in one
+`basic.ack(multiple=True)` (a batch of a batch route is one ack), the others are acked one by one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
+from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -74,6 +78,8 @@ class AmqpTransport:
         self._publish_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._consume_channels: list[AbstractChannel] = []
+        # Per underlying AMQP channel (delivery tags are per channel; a reconnect brings a new one).
+        self._acks: weakref.WeakKeyDictionary[Any, _Acks] = weakref.WeakKeyDictionary()
 
     def queue_name(self, service: str, suffix: str = "") -> str:
         return f"{self.queue_prefix}.{service}{suffix}"
@@ -167,6 +173,7 @@ class AmqpTransport:
         limit = asyncio.Semaphore(self.concurrency)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
+            self._acks_of(message).receive(message)
             async with limit:
                 await self._handle(channel, service, message, handler)
 
@@ -223,12 +230,19 @@ class AmqpTransport:
                     },
                 )
                 log.warning("dead-lettered %s: %s", message.message_id, reason)
-            await message.ack()
+            self._acks_of(message).settle(message)
         except Exception:
             # The copy was not confirmed (or the channel died): leave the original to be redelivered.
             log.exception("could not settle message %s; it will be redelivered", message.message_id)
+            self._acks_of(message).forget(message)
             if not channel.is_closed:
                 await message.nack(requeue=True)
+
+    def _acks_of(self, message: AbstractIncomingMessage) -> _Acks:
+        acks = self._acks.get(message.channel)
+        if acks is None:
+            acks = self._acks[message.channel] = _Acks()
+        return acks
 
     async def _forward(
         self, channel: AbstractChannel, message: AbstractIncomingMessage, queue: str, extra: dict[str, Any]
@@ -329,6 +343,73 @@ class AmqpTransport:
         async with self._connection.channel() as channel:
             for name in self.queue_names(service):
                 await channel.queue_delete(name)
+
+
+class _Acks:
+    """The unacked deliveries of one channel, in delivery order, and which of them are settled.
+
+    A settled delivery is acked at the end of the event-loop turn that settled it: with every delivery
+    before it settled too, in one `basic.ack(multiple=True)` for the whole run (a batch's outcomes are
+    settled in the same turn, after its transaction committed); otherwise on its own, as before, so a
+    slow delivery never holds back the acks (and the prefetch window) of the ones after it.
+    """
+
+    def __init__(self) -> None:
+        self.unacked: deque[AbstractIncomingMessage] = deque()
+        self.settled: set[int] = set()
+        self.acked: set[int] = set()  # acked on their own while an earlier delivery was unsettled
+        self.flushing = False
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def receive(self, message: AbstractIncomingMessage) -> None:
+        self.unacked.append(message)
+
+    def settle(self, message: AbstractIncomingMessage) -> None:
+        self.settled.add(_tag(message))
+        if not self.flushing:
+            self.flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def forget(self, message: AbstractIncomingMessage) -> None:
+        """A delivery nacked back to the queue: no longer ours to ack."""
+        self.acked.add(_tag(message))
+        self.settled.add(_tag(message))
+
+    def _flush(self) -> None:
+        self.flushing = False
+        last: AbstractIncomingMessage | None = None
+        while self.unacked and _tag(self.unacked[0]) in self.settled:
+            message = self.unacked.popleft()
+            tag = _tag(message)
+            self.settled.discard(tag)
+            if tag in self.acked:
+                self.acked.discard(tag)
+            else:
+                last = message
+        if last is not None:
+            self._send(last, multiple=True)
+        for message in self.unacked:
+            tag = _tag(message)
+            if tag in self.settled and tag not in self.acked:
+                self.acked.add(tag)
+                self._send(message, multiple=False)
+
+    def _send(self, message: AbstractIncomingMessage, *, multiple: bool) -> None:
+        task = asyncio.get_running_loop().create_task(_ack(message, multiple=multiple))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+async def _ack(message: AbstractIncomingMessage, *, multiple: bool) -> None:
+    try:
+        await message.ack(multiple=multiple)
+    except Exception:
+        # The channel is gone: the broker redelivers what it had not been told about.
+        log.warning("could not ack message %s; it will be redelivered", message.message_id, exc_info=True)
+
+
+def _tag(message: AbstractIncomingMessage) -> int:
+    return message.delivery_tag or 0
 
 
 def _alive(connection: AbstractRobustConnection | None) -> bool:
