@@ -144,9 +144,12 @@ class Recorder:
     journeys_started: int = 0
     journeys_done: int = 0
     reads_started: int = 0
+    started: float = field(default_factory=time.monotonic)
+    by_minute: dict[int, list[float]] = field(default_factory=dict)  # every latency, by minute of the phase
 
     def add(self, op: str, seconds: float) -> None:
         self.latencies.setdefault(op, []).append(seconds)
+        self.by_minute.setdefault(int((time.monotonic() - self.started) // 60), []).append(seconds)
 
     def fail(self, what: str, detail: str = "") -> None:
         self.errors[what] += 1
@@ -182,6 +185,10 @@ class Recorder:
             "ticket_visible_lag_ms": _ms(self.visible_lag),
             "survey_lag_ms": _ms(self.survey_lag),
             "schedule_late_ms": _ms(self.late),
+            # A latency creeping up minute by minute is a platform slowing as its data grows.
+            "p99_ms_by_minute": [
+                1000 * percentiles(values)["p99"] for _, values in sorted(self.by_minute.items())
+            ],
         }
 
 
@@ -840,6 +847,7 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
         "ticket_lag_ms": held["ticket_lag_ms"],
         "ticket_visible_lag_ms": held["ticket_visible_lag_ms"],
         "survey_lag_ms": held["survey_lag_ms"],
+        "p99_ms_by_minute": held["p99_ms_by_minute"],
         "queue_depth_max_during_hold": held["queue_depth_max"],
         "dead_letters_end": sum(dead.values()),
         "outbox_unsent_end": unsent,
