@@ -188,8 +188,10 @@ def service_env(
             # Long enough to ride out a broker or database restart; an event only dies after ~40 s of failing.
             "KEFU_RETRY_DELAYS_MS": "[500,2000,8000,30000]",
             "KEFU_LOG_LEVEL": "INFO",
-            # Four services, replicas and restarts share one PostgreSQL whose connection slots are few.
+            # Four services, replicas and restarts share one PostgreSQL whose connection slots are few;
+            # handlers in flight stay below the pool (6 + 6 overflow) so readiness probes get a connection.
             f"{name.upper()}_DB_POOL_SIZE": "6",
+            "KEFU_CONSUMER_CONCURRENCY": "8",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -204,6 +206,9 @@ SUBJECTS = [
     ("repair", "空调不制冷", "家里的空调开机后不制冷,外机有异响,请安排师傅上门维修。"),
     ("inquiry", "咨询保修期", "请问我去年买的冰箱还在保修期内吗?需要带什么凭证?"),
 ]
+
+
+MAX_IN_FLIGHT = 32
 
 
 @dataclass
@@ -244,15 +249,24 @@ class ContactLoad:
             assert not pending, f"{len(pending)} contacts were never accepted; failures {dict(self.failures)}"
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(base_url=self.base_url, headers=ADMIN, timeout=10) as http:
+        # Contacts in flight are bounded: while a service is down or slow the load waits for a slot instead
+        # of piling up requests whose bookkeeping would end up costing the test process more than the
+        # services under test (a saturated machine then slows the load rather than the other way round).
+        limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
+        slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        async with httpx.AsyncClient(
+            base_url=self.base_url, headers=ADMIN, timeout=10, limits=limits
+        ) as http:
             loop = asyncio.get_running_loop()
             started = loop.time()
             sent = 0
             while not self._stop.is_set():
                 sent += 1
+                await slots.acquire()
                 task = asyncio.create_task(self._one(http, sent))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
+                task.add_done_callback(lambda _: slots.release())
                 delay = started + sent / self.rate - loop.time()
                 if delay > 0:
                     with contextlib.suppress(TimeoutError):
