@@ -13,7 +13,7 @@ RUN_DIR     := data/run
 
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run up down status test test-unit test-integration lint format migrate bench bench-load openapi asyncapi clean
+.PHONY: install run up down status test test-unit test-integration test-reliability test-security lint format migrate bench bench-load openapi asyncapi clean
 
 $(UV):
 	$(PYTHON_BOOT) -m venv $(TOOLS)
@@ -53,6 +53,12 @@ test-unit: install
 
 test-integration: install
 	$(PY) -m pytest tests/integration
+
+test-reliability: install ## faults under load; stops and restarts the local RabbitMQ and PostgreSQL
+	$(PY) -m pytest tests/reliability
+
+test-security: install
+	$(PY) -m pytest tests/security
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -225,6 +225,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(IntegrityError, _on_integrity)
     app.add_exception_handler(DBAPIError, _on_database_error)
+    # A connection that fails while being opened reaches the app as the driver's or the socket's own error.
+    for unreachable in _UNREACHABLE:
+        app.add_exception_handler(unreachable, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

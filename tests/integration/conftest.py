@@ -67,8 +67,13 @@ async def databases() -> AsyncIterator[dict[str, str]]:
     try:
         for name in names.values():
             await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
         yield {s: f"postgresql+asyncpg://postgres@{PG_HOST}:5432/{n}" for s, n in names.items()}
     finally:
+        # A new connection: the test may have restarted the server since.
+        admin = await asyncpg.connect(f"{PG_DSN}/postgres")
         for name in names.values():
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

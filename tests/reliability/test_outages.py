@@ -104,7 +104,7 @@ async def test_postgresql_restarted_mid_load(distributed, operator_tools) -> Non
     await record_report(
         "postgresql-restarted",
         {
-            "what": "pg_ctlcluster stop -m fast under load, 5 s down, then start",
+            "what": "pg_ctlcluster stop --mode fast under load, 5 s down, then start",
             "rate_per_s": RATE,
             "client_retries": dict(load.failures),
             **result.summary(),

@@ -141,10 +141,12 @@ def _unreachable(reason: BaseException) -> DBAPIError:
         (_unreachable(AdminShutdownError("terminating connection due to administrator command")), 503),
         (DBAPIError("SELECT 1", {}, Exception("closed"), connection_invalidated=True), 503),
         (_unreachable(ValueError("invalid input syntax for type uuid")), 500),
+        # SQLAlchemy re-raises a socket error met while opening a connection unwrapped.
+        (ConnectionResetError(104, "Connection reset by peer"), 503),
     ],
 )
 async def test_database_outage_is_503_with_retry_after_and_a_bad_statement_is_500(
-    error: DBAPIError, status: int
+    error: Exception, status: int
 ) -> None:
     app = FastAPI()
     install_problem_handlers(app)
