@@ -6,12 +6,14 @@ Outside CI these tests skip when the servers are not running; with KEFU_REQUIRE_
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -77,6 +79,22 @@ async def databases() -> AsyncIterator[dict[str, str]]:
         for name in names.values():
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def cloudevent(type_: str, data: Any, *, event_id: str | None = None, source: str = "/crm") -> bytes:
+    """A structured-mode CloudEvent as another company's system would publish it."""
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": event_id or str(uuid.uuid4()),
+            "source": source,
+            "type": type_,
+            "time": datetime.now(UTC).isoformat(),
+            "datacontenttype": "application/json",
+            "data": data,
+        },
+        ensure_ascii=False,
+    ).encode()
 
 
 @dataclass

@@ -47,7 +47,7 @@ async def distributed(
         transport = broker.transport(retry_delays_ms=RETRY_DELAYS_MS)
         await transport.connect()
         transports.append(transport)
-        platform = Distributed(databases, transport, processes)
+        platform = Distributed(databases, broker, transport, processes)
         started.append(platform)
         return platform
 

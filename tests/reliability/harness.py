@@ -30,6 +30,7 @@ from services.catalogue import SERVICES
 from shared.auth import issue_token
 from shared.bus.amqp import AmqpTransport
 from shared.settings import ServiceSettings
+from tests.integration.conftest import Broker
 
 log = logging.getLogger("kefu.reliability")
 
@@ -139,6 +140,7 @@ class Distributed:
     """The four services as processes on one private exchange and four scratch PostgreSQL databases."""
 
     databases: dict[str, str]
+    broker: Broker
     transport: AmqpTransport
     services: dict[str, ServiceProcess]
     loads: list[ContactLoad] = field(default_factory=list)
@@ -223,9 +225,7 @@ class ContactLoad:
     rate: float
     customers: int = 40
     accepted: dict[str, str] = field(default_factory=dict)  # idempotency key -> contact id
-    kinds: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
-    attempts: int = 0
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _pending: set[asyncio.Task[None]] = field(default_factory=set)
     _runner: asyncio.Task[None] | None = None
@@ -243,10 +243,9 @@ class ContactLoad:
         """Stop sending new contacts and wait until every one already begun has been accepted."""
         self._stop.set()
         if self._runner is not None:
-            await self._runner
-        if self._pending:
-            _, pending = await asyncio.wait(self._pending, timeout=timeout)
-            assert not pending, f"{len(pending)} contacts were never accepted; failures {dict(self.failures)}"
+            done, _ = await asyncio.wait({self._runner}, timeout=timeout)
+            assert done, f"{len(self._pending)} contacts were never accepted; failures {dict(self.failures)}"
+            self._runner.result()
 
     async def _run(self) -> None:
         # Contacts in flight are bounded: while a service is down or slow the load waits for a slot instead
@@ -287,7 +286,6 @@ class ContactLoad:
         key = uuid.uuid4().hex
         backoff = 0.1
         while True:
-            self.attempts += 1
             try:
                 response = await http.post("/v1/contacts", json=payload, headers={"Idempotency-Key": key})
             except httpx.TransportError as exc:
@@ -295,7 +293,6 @@ class ContactLoad:
             else:
                 if response.status_code == 201:
                     self.accepted[key] = response.json()["id"]
-                    self.kinds[kind] += 1
                     return
                 # 409 (a concurrent first contact took the phone), 503 (a dependency down): retry as a
                 # client would. Anything else is a bug the audit will report.
@@ -308,13 +305,6 @@ class ContactLoad:
     @property
     def contact_ids(self) -> set[str]:
         return set(self.accepted.values())
-
-
-async def load_for(platform: Distributed, seconds: float, rate: float) -> ContactLoad:
-    load = ContactLoad(platform["intake"].url, rate)
-    load.start()
-    await asyncio.sleep(seconds)
-    return load
 
 
 # --- audit ------------------------------------------------------------------------------------------
@@ -425,34 +415,6 @@ async def record_report(name: str, report: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
     print(json.dumps({"fault": name, **report}, ensure_ascii=False, default=str))
-
-
-def cloudevent(type_: str, data: Any, *, event_id: str | None = None, source: str = "/crm") -> bytes:
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": event_id or str(uuid.uuid4()),
-            "source": source,
-            "type": type_,
-            "time": "2026-11-23T08:00:00+00:00",
-            "datacontenttype": "application/json",
-            "data": data,
-        },
-        ensure_ascii=False,
-    ).encode()
-
-
-async def publish(platform: Distributed, routing_key: str, body: bytes, **properties: Any) -> None:
-    connection = await aio_pika.connect(platform.transport.url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(
-            platform.transport.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        await exchange.publish(
-            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **properties),
-            routing_key=routing_key,
-        )
 
 
 def shuffled(items: list[Any], seed: int = 7) -> list[Any]:

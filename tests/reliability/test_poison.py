@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from tests.conftest import eventually
-from tests.reliability.harness import ROOT, cloudevent, publish, record_report, settle
+from tests.integration.conftest import cloudevent
+from tests.reliability.harness import ROOT, record_report, settle
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -33,7 +34,7 @@ async def test_poison_dead_lettered_with_reasons_and_repaired_ones_replayed(dist
     platform = await distributed(intake={"KEFU_RETRY_DELAYS_MS": "[100,100,100,100]"})
     load = platform.load(5)
     for body, _ in POISON.values():
-        await publish(platform, UPSERT, body, content_type="application/cloudevents+json")
+        await platform.broker.publish_raw(UPSERT, body, content_type="application/cloudevents+json")
     # A sale for a customer the CRM has not sent yet: valid, but it cannot apply until the customer exists.
     sale = {
         "customer": {"external_id": "CRM-LATE"},
@@ -43,10 +44,10 @@ async def test_poison_dead_lettered_with_reasons_and_repaired_ones_replayed(dist
         "purchased_at": "2026-10-01",
         "order_id": "SO-1",
     }
-    await publish(platform, SALE, cloudevent(SALE, sale, source="/erp"))
+    await platform.broker.publish_raw(SALE, cloudevent(SALE, sale, source="/erp"))
     # The consumer goes on: a good event after the poison is applied.
     good = {"external_id": "CRM-GOOD", "name": "李娜", "phones": ["13911112222"]}
-    await publish(platform, UPSERT, cloudevent(UPSERT, good))
+    await platform.broker.publish_raw(UPSERT, cloudevent(UPSERT, good))
 
     async def profile(external_id: str) -> bool:
         return bool(
@@ -71,7 +72,7 @@ async def test_poison_dead_lettered_with_reasons_and_repaired_ones_replayed(dist
 
     # The repair: the CRM sends the customer; an operator puts the dead letters back.
     late = {"external_id": "CRM-LATE", "name": "王芳", "phones": ["13733334444"]}
-    await publish(platform, UPSERT, cloudevent(UPSERT, late))
+    await platform.broker.publish_raw(UPSERT, cloudevent(UPSERT, late))
     await eventually(lambda: profile("CRM-LATE"), timeout=30, every=0.5)
     replay = await asyncio.create_subprocess_exec(
         sys.executable,

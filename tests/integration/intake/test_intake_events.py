@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,26 +11,9 @@ import sqlalchemy as sa
 from services.intake.models import Contact, Customer, Purchase
 from shared.outbox import outbox_table
 from tests.conftest import ADMIN, AGENT, bearer, contact_body, eventually
-from tests.integration.conftest import Broker, Cluster
+from tests.integration.conftest import Broker, Cluster, cloudevent
 
 SUPERVISOR = bearer("supervisor", sub="wang.sup")
-
-
-def cloudevent(
-    type_: str, data: dict[str, Any], *, event_id: str | None = None, source: str = "/crm"
-) -> bytes:
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": event_id or str(uuid.uuid4()),
-            "source": source,
-            "type": type_,
-            "time": datetime.now(UTC).isoformat(),
-            "datacontenttype": "application/json",
-            "data": data,
-        },
-        ensure_ascii=False,
-    ).encode()
 
 
 async def publish(broker: Broker, type_: str, data: dict[str, Any], **options: Any) -> None:
