@@ -70,24 +70,33 @@ class Idempotency:
         insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
         result = await session.execute(
             insert(idempotency_table)
-            .values(
-                principal=self.principal,
-                key=self.key,
-                fingerprint=self.fingerprint,
-                status_code=status,
-                response=json.dumps(body, ensure_ascii=False, default=str).encode(),
-                headers=json.dumps(headers or {}),
-                created_at=datetime.now(UTC),
-            )
+            .values(**self.row(status=status, body=body, headers=headers))
             .on_conflict_do_nothing()
         )
         if not cast("CursorResult[Any]", result).rowcount:
             # A concurrent request with the same key won the race; this one must not commit its copy.
-            raise Problem(
-                409,
-                "A request with this Idempotency-Key is already being processed.",
-                slug="idempotency-key-in-flight",
-            )
+            raise in_flight()
+
+    def row(self, *, status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """The stored response, as `remember` writes it (for writers that insert it themselves)."""
+        return {
+            "principal": self.principal,
+            "key": self.key,
+            "fingerprint": self.fingerprint,
+            "status_code": status,
+            "response": json.dumps(body, ensure_ascii=False, default=str).encode(),
+            "headers": json.dumps(headers or {}),
+            "created_at": datetime.now(UTC),
+        }
+
+
+def in_flight() -> Problem:
+    """Another request with the same key holds it: it has not committed yet, or has just committed."""
+    return Problem(
+        409,
+        "A request with this Idempotency-Key is already being processed.",
+        slug="idempotency-key-in-flight",
+    )
 
 
 async def _idempotency(

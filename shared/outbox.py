@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -111,30 +112,40 @@ class Outbox:
     async def add(
         self, session: AsyncSession, type: str, data: BaseModel, *, subject: str | None = None
     ) -> CloudEvent:
+        event, row = self.row(type, data, subject=subject)
+        await session.execute(_INSERT, row)
+        # Wake the relay as soon as this transaction commits, not at the next poll.
+        session.sync_session.info.setdefault(_WAKE_KEY, set()).add(self.wake)
+        return event
+
+    def row(
+        self, type: str, data: BaseModel, *, subject: str | None = None
+    ) -> tuple[CloudEvent, dict[str, Any]]:
+        """The event and the outbox row `add` would insert, for a writer that inserts it in its own
+        statement; it must call `committed()` once its transaction commits."""
         expected = self.registry.get(type).data_model
         if not isinstance(data, expected):
             raise TypeError(f"{type} carries {expected.__name__}, not {data.__class__.__name__}")
+        now = self.clock.now()
         event, payload = _event_row(
             type=type,
             source=self.source,
             data=data,
             subject=subject,
-            time=self.clock.now(),
+            time=now,
             correlation=correlation_id.get(),
         )
-        await session.execute(
-            _INSERT,
-            {
-                "event_id": event.id,
-                "type": event.type,
-                "payload": payload,
-                "correlation_id": event.correlationid,
-                "created_at": self.clock.now(),
-            },
-        )
-        # Wake the relay as soon as this transaction commits, not at the next poll.
-        session.sync_session.info.setdefault(_WAKE_KEY, set()).add(self.wake)
-        return event
+        return event, {
+            "event_id": event.id,
+            "type": event.type,
+            "payload": payload,
+            "correlation_id": event.correlationid,
+            "created_at": now,
+        }
+
+    def committed(self) -> None:
+        """Rows were committed outside a session: wake the relay as `add`'s commit hook does."""
+        self.wake.set()
 
     async def add_many(
         self, session: AsyncSession, events: Sequence[tuple[str, BaseModel, str | None]]

@@ -12,10 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake import profiles, purchases, rules
-from services.intake.classification import classify
+from services.intake.classification import Classification, classify
 from services.intake.identifiers import IdentifierKind
 from services.intake.masking import mask_email, mask_phone
 from services.intake.models import Contact, Customer, CustomerIdentifier, Purchase
+from services.intake.profiles import CustomerLike
 from services.intake.schemas import ContactCreate, ContactCustomer
 from shared.clock import Clock
 from shared.contracts.common import Tier
@@ -57,11 +58,11 @@ _CONTACT_COLUMNS = tuple(f.name for f in fields(NewContact))
 @dataclass(frozen=True)
 class Recorded:
     contact: Contact | NewContact
-    customer: Customer
+    customer: CustomerLike
     created: bool = True
 
 
-def _keys(who: ContactCustomer) -> list[tuple[IdentifierKind, str]]:
+def identifier_keys(who: ContactCustomer) -> list[tuple[IdentifierKind, str]]:
     keys: list[tuple[IdentifierKind, str]] = []
     if who.phone:
         keys.append((IdentifierKind.PHONE, who.phone))
@@ -82,7 +83,7 @@ def _fallback_name(who: ContactCustomer) -> str:
 
 async def identify(session: AsyncSession, who: ContactCustomer, *, outbox: Outbox, clock: Clock) -> Customer:
     """The profile behind a contact: by id, else by any identifier (learning new ones), else a new one."""
-    keys = _keys(who)
+    keys = identifier_keys(who)
     found = await profiles.owners(session, keys)
     customer: Customer | None = None
     if who.id is not None:
@@ -118,6 +119,17 @@ async def identify(session: AsyncSession, who: ContactCustomer, *, outbox: Outbo
     return customer
 
 
+# Verifications that compare what the customer gave with the profile's identifiers, and what a failure says.
+IDENTIFIER_CHECKS = {
+    VerificationMethod.CALLER_NUMBER: (IdentifierKind.PHONE, "the caller's number is not on the profile"),
+    VerificationMethod.EMAIL_REPLY: (IdentifierKind.EMAIL, "the sender's address is not on the profile"),
+}
+
+
+def given_identifier(who: ContactCustomer, kind: IdentifierKind) -> str | None:
+    return who.phone if kind == IdentifierKind.PHONE else who.email
+
+
 async def verify(
     session: AsyncSession, customer: Customer, request: ContactCreate
 ) -> tuple[VerificationMethod, bool, str | None]:
@@ -136,15 +148,13 @@ async def verify(
         )
         return row.first() is not None
 
+    if method in IDENTIFIER_CHECKS:
+        kind, failure = IDENTIFIER_CHECKS[method]
+        ok = await owns(kind, given_identifier(request.customer, kind))
+        return method, ok, None if ok else failure
     match method:
         case VerificationMethod.NONE:
             return method, False, None
-        case VerificationMethod.CALLER_NUMBER:
-            ok = await owns(IdentifierKind.PHONE, request.customer.phone)
-            return method, ok, None if ok else "the caller's number is not on the profile"
-        case VerificationMethod.EMAIL_REPLY:
-            ok = await owns(IdentifierKind.EMAIL, request.customer.email)
-            return method, ok, None if ok else "the sender's address is not on the profile"
         case VerificationMethod.ID_CHECK:
             ok = await owns(IdentifierKind.ID_CARD, (reference or "").strip().upper())
             return method, ok, None if ok else "the ID number does not match the profile"
@@ -159,6 +169,66 @@ async def verify(
             ).first()
             return method, found is not None, None if found else "no purchase with that order number"
     raise Problem(422, f"unknown verification method {method}", slug="validation")  # pragma: no cover
+
+
+def compose(
+    request: ContactCreate,
+    *,
+    customer: CustomerLike,
+    verdict: Classification,
+    verification: tuple[VerificationMethod, bool, str | None],
+    purchase: Purchase | None,
+    external_id: str | None,
+    now: datetime,
+) -> tuple[NewContact, ContactReceived]:
+    """The contact row and its `intake.contact.received.v1` data, once everything about it is known."""
+    method, verified, note = verification
+    received_at = request.received_at or now
+    contact = NewContact(
+        id=new_id(),
+        customer_id=customer.id,
+        channel=request.channel,
+        kind=verdict.kind,
+        priority=verdict.priority,
+        subject=request.subject,
+        body=request.body,
+        attachments=[a.model_dump() for a in request.attachments],
+        verification_method=method,
+        verified=verified,
+        verification_note=note,
+        purchase_id=purchase.id if purchase else None,
+        external_id=external_id,
+        received_at=received_at,
+        created_at=now,
+    )
+    product = None
+    if purchase is not None:
+        product = ProductSnapshot(
+            purchase_id=purchase.id,
+            product=purchase.product,
+            model=purchase.model,
+            serial=purchase.serial,
+            in_warranty=purchases.in_warranty(purchase, received_at.date()),
+            warranty_until=purchase.warranty_until,
+        )
+    elif request.product_serial:
+        product = ProductSnapshot(serial=request.product_serial)
+    event = ContactReceived(
+        contact_id=contact.id,
+        customer=profiles.snapshot(customer),
+        channel=request.channel,
+        kind=verdict.kind,
+        priority=verdict.priority,
+        subject=contact.subject,
+        received_at=received_at,
+        verification=Verification(method=method, verified=verified),
+        product=product,
+    )
+    return contact, event
+
+
+def contact_row(contact: NewContact) -> dict[str, Any]:
+    return {c: getattr(contact, c) for c in _CONTACT_COLUMNS}
 
 
 async def record(
@@ -179,7 +249,6 @@ async def record(
             return Recorded(existing, customer, created=False)
     customer = await identify(session, request.customer, outbox=outbox, clock=clock)
     now = clock.now()
-    received_at = request.received_at or now
     verdict = classify(
         f"{request.subject}\n{request.body}",
         await rules.current(session),
@@ -193,56 +262,21 @@ async def record(
         if request.product_serial
         else None
     )
-    contact = NewContact(
-        id=new_id(),
-        customer_id=customer.id,
-        channel=request.channel,
-        kind=verdict.kind,
-        priority=verdict.priority,
-        subject=request.subject,
-        body=request.body,
-        attachments=[a.model_dump() for a in request.attachments],
-        verification_method=method,
-        verified=verified,
-        verification_note=note,
-        purchase_id=purchase.id if purchase else None,
+    contact, event = compose(
+        request,
+        customer=customer,
+        verdict=verdict,
+        verification=(method, verified, note),
+        purchase=purchase,
         external_id=external_id,
-        received_at=received_at,
-        created_at=now,
+        now=now,
     )
     if session.new or session.dirty or session.deleted:
         # A new profile or a newly learnt identifier: written first, so that a clash with someone else's
         # identifier fails here as it would have in one flush, and the contact's customer row exists.
         await session.flush()
-    await session.execute(_INSERT_CONTACT, {c: getattr(contact, c) for c in _CONTACT_COLUMNS})
-    product = None
-    if purchase is not None:
-        product = ProductSnapshot(
-            purchase_id=purchase.id,
-            product=purchase.product,
-            model=purchase.model,
-            serial=purchase.serial,
-            in_warranty=purchases.in_warranty(purchase, received_at.date()),
-            warranty_until=purchase.warranty_until,
-        )
-    elif request.product_serial:
-        product = ProductSnapshot(serial=request.product_serial)
-    await outbox.add(
-        session,
-        "intake.contact.received.v1",
-        ContactReceived(
-            contact_id=contact.id,
-            customer=profiles.snapshot(customer),
-            channel=request.channel,
-            kind=verdict.kind,
-            priority=verdict.priority,
-            subject=contact.subject,
-            received_at=received_at,
-            verification=Verification(method=method, verified=verified),
-            product=product,
-        ),
-        subject=str(contact.id),
-    )
+    await session.execute(_INSERT_CONTACT, contact_row(contact))
+    await outbox.add(session, "intake.contact.received.v1", event, subject=str(contact.id))
     return Recorded(contact, customer)
 
 

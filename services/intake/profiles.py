@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,17 @@ IDENTIFIER_FIELDS = {
 }
 
 
+class CustomerLike(Protocol):
+    """What a contact needs of its customer: a `Customer` row, or the few columns a lookup returned."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def display_name(self) -> str: ...
+    @property
+    def tier(self) -> str: ...
+
+
 @dataclass
 class Profile:
     """A customer with its identifiers and tags, as read models and responses need it."""
@@ -37,7 +49,7 @@ class Profile:
     tags: list[str] = field(default_factory=list)
 
 
-def snapshot(customer: Customer) -> CustomerSnapshot:
+def snapshot(customer: CustomerLike) -> CustomerSnapshot:
     return CustomerSnapshot(id=customer.id, tier=Tier(customer.tier), display_name=customer.display_name)
 
 

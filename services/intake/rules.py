@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,18 +22,50 @@ _cache: dict[str, tuple[float, list[Rule]]] = {}
 
 
 def _cache_key(session: AsyncSession) -> str:
-    return str(session.get_bind().url)
+    return cache_key(session.get_bind().url)
+
+
+def cache_key(url: object) -> str:
+    """Rules are cached per database (tests run several in one process)."""
+    return str(url)
+
+
+def cached(key: str) -> list[Rule] | None:
+    """The rules if this process read them within CACHE_SECONDS, without touching the database."""
+    entry = _cache.get(key)
+    if entry is not None and time.monotonic() - entry[0] < CACHE_SECONDS:
+        return entry[1]
+    return None
 
 
 async def current(session: AsyncSession) -> list[Rule]:
     key = _cache_key(session)
-    cached = _cache.get(key)
-    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
-        return cached[1]
+    if (known := cached(key)) is not None:
+        return known
     query = sa.select(ClassificationRule).order_by(ClassificationRule.position)  # type: ignore[arg-type]
     rules = [Rule(r.target, r.value, tuple(r.keywords)) for r in (await session.execute(query)).scalars()]
     _cache[key] = (time.monotonic(), rules)
     return rules
+
+
+_SELECT_ON_DRIVER = "SELECT target, value, keywords FROM classification_rules ORDER BY position"
+
+
+async def current_on_driver(connection: Any, key: str) -> list[Rule]:
+    """`current` for a writer holding the driver's (asyncpg's) connection rather than a session."""
+    if (known := cached(key)) is not None:
+        return known
+    rules = [
+        Rule(r["target"], r["value"], tuple(_decoded(r["keywords"])))
+        for r in await connection.fetch(_SELECT_ON_DRIVER)
+    ]
+    _cache[key] = (time.monotonic(), rules)
+    return rules
+
+
+def _decoded(keywords: Any) -> list[str]:
+    # SQLAlchemy's pool connections decode JSON columns; a bare asyncpg connection returns text.
+    return list(json.loads(keywords) if isinstance(keywords, str) else keywords)
 
 
 async def replace(session: AsyncSession, rules: Sequence[RuleIn]) -> list[Rule]:

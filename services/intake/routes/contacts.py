@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import ValidationError
 
-from services.intake import contacts, rules, views
+from services.intake import contacts, known_caller, rules, views
 from services.intake.contacts import Recorded
 from services.intake.models import Contact, Customer
 from services.intake.schemas import ContactCreate, ContactOut, RuleIn, RulesOut
@@ -79,8 +79,19 @@ async def _record_directly(request: Request) -> Response | None:
     await _require_write.dependency(principal)
     runtime = runtime_of(request)
     idempotency = Idempotency(key, principal.subject, fingerprint(request, raw))
-    async with runtime.db.transaction() as session:
-        out = await record_contact(body, session, runtime.outbox, runtime.clock, idempotency)
+    out: Any = None
+    if not runtime.db.is_sqlite:
+        out = await known_caller.record(
+            runtime.db,
+            body,
+            outbox=runtime.outbox,
+            clock=runtime.clock,
+            idempotency=idempotency,
+            respond=views.contact_out,
+        )
+    if out is None:
+        async with runtime.db.transaction() as session:
+            out = await record_contact(body, session, runtime.outbox, runtime.clock, idempotency)
     if isinstance(out, Response):
         return out  # a replay, passed on as FastAPI passes on a returned response
     # Serialised as FastAPI serialises a `response_model` (by_alias, to JSON bytes), without validating
