@@ -26,6 +26,7 @@ import httpx
 
 from bench.common import (
     AMQP_URL,
+    CpuMeter,
     delete_amqp_objects,
     percentiles,
     progress,
@@ -82,7 +83,7 @@ async def _queue(events: list[tuple[str, bytes]], exchange_name: str, prefix: st
         progress(f"ingest: queued in {time.perf_counter() - published:.1f} s; {waiting} waiting")
 
 
-async def _ingest(url: str, count_tickets: int) -> tuple[float, float]:
+async def _ingest(url: str, count_tickets: int) -> dict[str, float]:
     from services.analytics.app import DEFINITION
     from shared.app import create_service_app
     from shared.settings import ServiceSettings
@@ -111,18 +112,14 @@ async def _ingest(url: str, count_tickets: int) -> tuple[float, float]:
                 # The service is up (migrations checked, broker connected, consumer attached): from here
                 # on the clock measures the consumer draining the queue into committed projections.
                 consuming = time.perf_counter()
-                before = await db.fetchval("SELECT count(*) FROM event_log")  # during the start
-                deadline = time.monotonic() + 300
-                last_report = 0.0
-                while time.monotonic() < deadline:
-                    done = await db.fetchval("SELECT count(*) FROM event_log")
-                    if done >= len(events):
-                        break
-                    await asyncio.sleep(0.02)
-                    if time.monotonic() - last_report > 2:
-                        last_report = time.monotonic()
-                        progress(f"ingest: {done} of {len(events)} committed")
+                cpu_before = time.process_time()
+                meter = CpuMeter().start()
+                before, done = await _wait_committed(db, len(events))
                 finished = time.perf_counter()
+                # The service runs in this process: its CPU time (the 10 Hz progress poll included) per
+                # event says what the consumer costs, whatever else the machine was doing.
+                cpu_seconds = time.process_time() - cpu_before
+                cores = meter.stop()
                 facts = await db.fetchval("SELECT count(*) FROM ticket_facts")
                 progress(f"ingest: {facts} ticket facts; service start took {consuming - started:.2f} s")
         finally:
@@ -142,8 +139,35 @@ async def _ingest(url: str, count_tickets: int) -> tuple[float, float]:
         raise RuntimeError(f"only {done} of {len(events)} events committed in time")
     rate = (len(events) - before) / (finished - consuming)
     with_start = len(events) / (finished - started)
+    drained = max(len(events) - before, 1)
+    per_event = {
+        "ingest_cpu_ms_per_event": cpu_seconds * 1000 / drained,
+        **{
+            f"ingest_{group}_cpu_ms_per_event": cores[group] * (finished - consuming) * 1000 / drained
+            for group in ("postgres", "rabbitmq")
+        },
+    }
     progress(f"ingest: {rate:.0f} events/s from the queue ({with_start:.0f} including the service's start)")
-    return rate, with_start
+    progress(
+        "ingest: CPU ms per event: {ingest_cpu_ms_per_event:.3f} in the service, "
+        "{ingest_postgres_cpu_ms_per_event:.3f} in PostgreSQL, "
+        "{ingest_rabbitmq_cpu_ms_per_event:.3f} in RabbitMQ".format(**per_event)
+    )
+    return {"ingest_events_per_s": rate, "ingest_events_per_s_with_start": with_start, **per_event}
+
+
+async def _wait_committed(db: asyncpg.Connection, total: int) -> tuple[int, int]:
+    """Poll the event log until `total` events are committed: (committed at the start, at the end)."""
+    before = done = await db.fetchval("SELECT count(*) FROM event_log")  # during the start
+    deadline = time.monotonic() + 300
+    last_report = time.monotonic()
+    while done < total and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        done = await db.fetchval("SELECT count(*) FROM event_log")
+        if time.monotonic() - last_report > 2:
+            last_report = time.monotonic()
+            progress(f"ingest: {done} of {total} committed")
+    return before, done
 
 
 async def _load_facts(dsn: str, n: int) -> None:
@@ -278,7 +302,7 @@ async def main(quick: bool) -> None:
     # The machine is shared: its load before and after says how far the figures can be trusted.
     load_before = list(os.getloadavg())
     async with scratch_database(f"kefu_bench_analytics_{unique_suffix()}") as url:
-        rate, with_start = await _ingest(url, tickets_ingest)
+        ingest = await _ingest(url, tickets_ingest)
     async with scratch_database(f"kefu_bench_analytics_q_{unique_suffix()}") as url:
         query, plain = await _query(url, facts, repeats)
     save_result(
@@ -288,8 +312,7 @@ async def main(quick: bool) -> None:
                 "bench": "analytics",
                 "quick": quick,
                 "ingest_events": tickets_ingest * 4,
-                "ingest_events_per_s": rate,
-                "ingest_events_per_s_with_start": with_start,
+                **ingest,
                 "facts": facts,
                 "query_p50_ms": query["p50"],
                 "query_p95_ms": query["p95"],

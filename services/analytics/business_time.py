@@ -8,7 +8,8 @@ intervals (by default 09:00–12:00 and 13:00–18:00) in the calendar's time zo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
@@ -37,15 +38,40 @@ class BusinessCalendar:
         """Open seconds in [start, end); 0 when end is not after start."""
         if end <= start:
             return 0.0
-        total = 0.0
+        total = timedelta()  # exact (microseconds), whatever the order days are added in
         day = start.astimezone(self.zone).date()
         last = end.astimezone(self.zone).date()
+        # In one time zone object (the intervals' too), comparisons and differences need no offsets.
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
         while day <= last:
-            if _is_workday(day):
-                for open_at, close_at in self.intervals:
-                    lo = max(start, datetime.combine(day, open_at, self.zone))
-                    hi = min(end, datetime.combine(day, close_at, self.zone))
+            intervals, whole = _open_intervals(self, day)
+            if intervals and start <= intervals[0][0] and intervals[-1][1] <= end:
+                total += whole  # a day the span covers entirely
+            else:
+                for opens, closes in intervals:
+                    lo, hi = max(start, opens), min(end, closes)
                     if hi > lo:
-                        total += (hi - lo).total_seconds()
+                        total += hi - lo
             day += timedelta(days=1)
-        return total
+        return total.total_seconds()
+
+
+@lru_cache(maxsize=8192)
+def _open_intervals(
+    calendar: BusinessCalendar, day: date
+) -> tuple[tuple[tuple[datetime, datetime], ...], timedelta]:
+    """A day's open intervals as UTC instants, and their total length in seconds.
+
+    The projector asks this for every duration it folds, mostly about the same recent days; the
+    statutory calendar's lookup and the zone arithmetic are the costly part, so a day is worked out once.
+    """
+    if not _is_workday(day):
+        return (), timedelta()
+    intervals = tuple(
+        (
+            datetime.combine(day, a, calendar.zone).astimezone(UTC),
+            datetime.combine(day, b, calendar.zone).astimezone(UTC),
+        )
+        for a, b in calendar.intervals
+    )
+    return intervals, sum((hi - lo for lo, hi in intervals), timedelta())

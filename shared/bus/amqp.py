@@ -17,9 +17,10 @@ import asyncio
 import logging
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import aio_pika
 from aio_pika.abc import (
@@ -48,6 +49,8 @@ REASON_HEADER = "x-kefu-reason"
 LAST_ERROR_HEADER = "x-kefu-last-error"
 ROUTING_KEY_HEADER = "x-kefu-routing-key"
 QUORUM: FieldTable = {"x-queue-type": "quorum"}
+# `handler.submit(delivery, report)`: a handler that takes deliveries without a task each (shared/consumer).
+Submit = Callable[[Delivery, Callable[[Outcome], None]], bool]
 
 
 class AmqpTransport:
@@ -80,6 +83,7 @@ class AmqpTransport:
         self._consume_channels: list[AbstractChannel] = []
         # Per underlying AMQP channel (delivery tags are per channel; a reconnect brings a new one).
         self._acks: weakref.WeakKeyDictionary[Any, _Acks] = weakref.WeakKeyDictionary()
+        self._tasks: set[asyncio.Task[None]] = set()  # deliveries being handled or settled
 
     def queue_name(self, service: str, suffix: str = "") -> str:
         return f"{self.queue_prefix}.{service}{suffix}"
@@ -171,37 +175,70 @@ class AmqpTransport:
         self._consume_channels.append(channel)
         queue = await self._declare(channel, service, routing_keys)
         limit = asyncio.Semaphore(self.concurrency)
+        # A handler that can take deliveries synchronously (a batching consumer) gets them from a plain
+        # callback, which aio-pika calls without a task per delivery; the rest are awaited in a task each.
+        submit: Submit | None = getattr(handler, "submit", None)
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
+        def on_message(message: AbstractIncomingMessage) -> None:
             self._acks_of(message).receive(message)
-            async with limit:
-                await self._handle(channel, service, message, handler)
+            delivery = _delivery(message)
+            if submit is not None:
+                try:
+                    if submit(delivery, partial(self._settle, channel, service, message, delivery)):
+                        return
+                except Exception:
+                    log.exception("consumer could not take a delivery; handling it on its own")
+            self._spawn(self._handle(limit, channel, service, message, delivery, handler))
 
-        await queue.consume(on_message)
+        # aio-pika accepts a plain function (it calls it soon, not in a task); its annotation says coroutine.
+        await queue.consume(cast(Any, on_message))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _handle(
+        self,
+        limit: asyncio.Semaphore,
+        channel: AbstractChannel,
+        service: str,
+        message: AbstractIncomingMessage,
+        delivery: Delivery,
+        handler: DeliveryHandler,
+    ) -> None:
+        async with limit:
+            try:
+                outcome = await handler(delivery)
+            except Exception as exc:
+                log.exception("consumer pipeline failed")
+                outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
+            await self._finish(channel, service, message, delivery, outcome)
+
+    def _settle(
         self,
         channel: AbstractChannel,
         service: str,
         message: AbstractIncomingMessage,
-        handler: DeliveryHandler,
+        delivery: Delivery,
+        outcome: Outcome,
     ) -> None:
-        headers = dict(message.headers or {})
-        attempt = _attempt(headers)
-        routing_key = str(headers.get(ROUTING_KEY_HEADER) or message.routing_key or "")
-        delivery = Delivery(
-            body=message.body,
-            routing_key=routing_key,
-            headers=headers,
-            content_type=message.content_type,
-            message_id=message.message_id,
-            attempt=attempt,
-        )
-        try:
-            outcome = await handler(delivery)
-        except Exception as exc:
-            log.exception("consumer pipeline failed")
-            outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
+        """A submitted delivery's outcome: acked now if handled, else forwarded (then acked) in a task."""
+        if outcome.kind in (OutcomeKind.HANDLED, OutcomeKind.DUPLICATE):
+            self._acks_of(message).settle(message)
+        else:
+            self._spawn(self._finish(channel, service, message, delivery, outcome))
+
+    async def _finish(
+        self,
+        channel: AbstractChannel,
+        service: str,
+        message: AbstractIncomingMessage,
+        delivery: Delivery,
+        outcome: Outcome,
+    ) -> None:
+        """Settle a delivery: a copy to its retry or dead-letter queue first if need be, then the ack."""
+        attempt, routing_key = delivery.attempt, delivery.routing_key
         try:
             if outcome.kind is OutcomeKind.RETRY and attempt <= len(self.retry_delays_ms):
                 await self._forward(
@@ -414,6 +451,18 @@ def _tag(message: AbstractIncomingMessage) -> int:
 
 def _alive(connection: AbstractRobustConnection | None) -> bool:
     return connection is not None and not connection.is_closed and connection.connected.is_set()
+
+
+def _delivery(message: AbstractIncomingMessage) -> Delivery:
+    headers = dict(message.headers or {})
+    return Delivery(
+        body=message.body,
+        routing_key=str(headers.get(ROUTING_KEY_HEADER) or message.routing_key or ""),
+        headers=headers,
+        content_type=message.content_type,
+        message_id=message.message_id,
+        attempt=_attempt(headers),
+    )
 
 
 def _attempt(headers: dict[str, Any]) -> int:
