@@ -910,7 +910,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--low-csat-share", type=float, default=0.05)
-    parser.add_argument("--db-pool", type=int, default=8, help="each service's pool (and as many overflow)")
+    parser.add_argument("--db-pool", type=int, default=16, help="each service's connection pool")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--rss-every", type=float, default=30)
     parser.add_argument("--drain", type=float, default=60, help="longest wait for queues to empty at the end")

@@ -23,8 +23,8 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), validation_alias=AliasChoices("KEFU_DATA_DIR"))
     database_url: str = ""
     migrate_on_start: bool = True
-    # Connections kept open: above the consumer's concurrency, so the relay, the timer scheduler and HTTP
-    # requests never force the pool to open and close extra ones under load.
+    # Connections to the database, all kept open: above the consumer's concurrency, so the relay, the
+    # timer scheduler and HTTP requests find one free; beyond it callers wait for one (backpressure).
     db_pool_size: int = Field(default=20, ge=1, le=200)
     amqp_url: str | None = Field(default=None, validation_alias=AliasChoices("AMQP_URL"))
     exchange: str = Field(default="kefu.events", validation_alias=AliasChoices("KEFU_EXCHANGE"))

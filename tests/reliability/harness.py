@@ -191,8 +191,8 @@ def service_env(
             "KEFU_RETRY_DELAYS_MS": "[500,2000,8000,30000]",
             "KEFU_LOG_LEVEL": "INFO",
             # Four services, replicas and restarts share one PostgreSQL whose connection slots are few;
-            # handlers in flight stay below the pool (6 + 6 overflow) so readiness probes get a connection.
-            f"{name.upper()}_DB_POOL_SIZE": "6",
+            # handlers in flight stay below the pool (12) so requests and readiness probes find a connection.
+            f"{name.upper()}_DB_POOL_SIZE": "12",
             "KEFU_CONSUMER_CONCURRENCY": "8",
             "PYTHONUNBUFFERED": "1",
         }
