@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -113,18 +113,34 @@ class Timers:
         payload: dict[str, Any] | None = None,
     ) -> None:
         """Insert the `(kind, subject)` timer, or move it to `due_at` (un-firing it if it had fired)."""
-        if due_at.tzinfo is None:
+        await self.schedule_many(session, [(kind, subject, due_at, payload)])
+
+    async def schedule_many(
+        self, session: AsyncSession, timers: Sequence[tuple[str, str, datetime, dict[str, Any] | None]]
+    ) -> None:
+        """`schedule` for many `(kind, subject, due_at, payload)` in one statement; the last of a
+        `(kind, subject)` given twice wins."""
+        latest = {(kind, subject): (due_at, payload) for kind, subject, due_at, payload in timers}
+        if not latest:
+            return
+        if any(due_at.tzinfo is None for due_at, _ in latest.values()):
             raise ValueError("timers need an aware due time")
         insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+        now = self.clock.now()
         statement = insert(self.table).values(
-            id=new_id(),
-            kind=kind,
-            subject=subject,
-            due_at=due_at,
-            payload=payload,
-            created_at=self.clock.now(),
-            fired_at=None,
-            attempts=0,
+            [
+                {
+                    "id": new_id(),
+                    "kind": kind,
+                    "subject": subject,
+                    "due_at": due_at,
+                    "payload": payload,
+                    "created_at": now,
+                    "fired_at": None,
+                    "attempts": 0,
+                }
+                for (kind, subject), (due_at, payload) in latest.items()
+            ]
         )
         statement = statement.on_conflict_do_update(
             index_elements=["kind", "subject"],
@@ -137,7 +153,7 @@ class Timers:
             },
         )
         await session.execute(statement)
-        self._wake_after_commit(session, due_at)
+        self._wake_after_commit(session, min(due_at for due_at, _ in latest.values()))
 
     async def cancel(self, session: AsyncSession, *, kind: str, subject: str) -> None:
         """Forget the `(kind, subject)` timer if it is still pending (a no-op otherwise)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 from functools import partial
 from typing import Any
@@ -72,18 +73,29 @@ async def clocks_of(
     )
 
 
-async def sync_timers(session: AsyncSession, timers: Timers, clock: SlaClock) -> None:
-    """The clock's persisted due and warning timers follow its state."""
-    subject = str(clock.id)
-    payload = {"ticket_id": str(clock.ticket_id), "metric": clock.metric, "cycle": clock.cycle}
-    if clock.state == clocks.RUNNING and not clock.breached and clock.due_at is not None:
-        await timers.schedule(session, kind=BREACH, subject=subject, due_at=clock.due_at, payload=payload)
-    else:
-        await timers.cancel(session, kind=BREACH, subject=subject)
-    if clock.state == clocks.RUNNING and clock.warn_at is not None and not clock.warned:
-        await timers.schedule(session, kind=WARNING, subject=subject, due_at=clock.warn_at, payload=payload)
-    else:
-        await timers.cancel(session, kind=WARNING, subject=subject)
+async def sync_timers(session: AsyncSession, timers: Timers, changed: Sequence[SlaClock]) -> None:
+    """The clocks' persisted due and warning timers follow their state.
+
+    At most three statements however many clocks changed (one upsert, a delete per kind): an action on
+    a ticket moves two clocks, and a statement each cost as much as the rest of the action.
+    """
+    scheduled: list[tuple[str, str, datetime, dict[str, Any] | None]] = []
+    cancelled: dict[str, list[str]] = {BREACH: [], WARNING: []}
+    for clock in changed:
+        subject = str(clock.id)
+        payload = {"ticket_id": str(clock.ticket_id), "metric": clock.metric, "cycle": clock.cycle}
+        running = clock.state == clocks.RUNNING
+        if running and not clock.breached and clock.due_at is not None:
+            scheduled.append((BREACH, subject, clock.due_at, payload))
+        else:
+            cancelled[BREACH].append(subject)
+        if running and clock.warn_at is not None and not clock.warned:
+            scheduled.append((WARNING, subject, clock.warn_at, payload))
+        else:
+            cancelled[WARNING].append(subject)
+    await timers.schedule_many(session, scheduled)
+    for kind, subjects in cancelled.items():
+        await timers.cancel_many(session, kind=kind, subjects=subjects)
 
 
 def refresh_ticket_sla(ticket: Ticket, open_clocks: list[SlaClock]) -> None:
@@ -102,6 +114,7 @@ async def start_clock(
     timers: Timers,
     now: datetime,
     cycle: int = 1,
+    sync: bool = True,
 ) -> SlaClock | None:
     if policy is None or not policy.targets.get(metric):
         return None
@@ -121,7 +134,8 @@ async def start_clock(
         clocks.pause(clock, calendar, now)
     session.add(clock)
     await session.flush()
-    await sync_timers(session, timers, clock)
+    if sync:
+        await sync_timers(session, timers, [clock])
     return clock
 
 
@@ -133,9 +147,10 @@ async def start_ticket_clocks(
     ticket.policy_name = policy.name if policy else None
     started = []
     for metric in ("first_response", "resolution"):
-        clock = await start_clock(session, ticket, policy, metric, timers=timers, now=now)
+        clock = await start_clock(session, ticket, policy, metric, timers=timers, now=now, sync=False)
         if clock is not None:
             started.append(clock)
+    await sync_timers(session, timers, started)
     refresh_ticket_sla(ticket, started)
     targets = [
         SlaTarget(
@@ -184,9 +199,8 @@ async def stop_clocks(
 ) -> None:
     """Stop the ticket's open clocks for `metrics`; each one stopped in time publishes `sla.met`."""
     open_clocks = await clocks_of(session, ticket.id, open_only=True)
-    for clock in open_clocks:
-        if clock.metric not in metrics:
-            continue
+    stopped = [clock for clock in open_clocks if clock.metric in metrics]
+    for clock in stopped:
         calendar = await calendar_for(session, clock.calendar_id)
         fields = _outcome_fields(ticket, clock, calendar, now)
         if clocks.stop(clock, calendar, now):
@@ -196,7 +210,7 @@ async def stop_clocks(
                 SlaMet(**fields, met_at=now, elapsed_seconds=max(0, fields["business_seconds"])),
                 subject=str(ticket.id),
             )
-        await sync_timers(session, timers, clock)
+    await sync_timers(session, timers, stopped)
     refresh_ticket_sla(ticket, [c for c in open_clocks if c.state != clocks.STOPPED])
 
 
@@ -210,7 +224,7 @@ async def follow_status(session: AsyncSession, ticket: Ticket, *, timers: Timers
             clocks.pause(clock, calendar, now)
         else:
             clocks.resume(clock, calendar, now)
-        await sync_timers(session, timers, clock)
+    await sync_timers(session, timers, open_clocks)
     refresh_ticket_sla(ticket, open_clocks)
 
 
@@ -221,6 +235,7 @@ async def retarget(session: AsyncSession, ticket: Ticket, *, timers: Timers) -> 
         return
     ticket.policy_id, ticket.policy_name = policy.id, policy.name
     open_clocks = await clocks_of(session, ticket.id, open_only=True)
+    retargeted = []
     for clock in open_clocks:
         target = policy.targets.get(clock.metric)
         if not target or clock.breached:
@@ -228,7 +243,8 @@ async def retarget(session: AsyncSession, ticket: Ticket, *, timers: Timers) -> 
         clock.target_seconds = int(target)
         clock.warn_after_seconds = policies.warn_after(policy, int(target))
         clocks.recompute(clock, await calendar_for(session, clock.calendar_id))
-        await sync_timers(session, timers, clock)
+        retargeted.append(clock)
+    await sync_timers(session, timers, retargeted)
     refresh_ticket_sla(ticket, open_clocks)
 
 
