@@ -58,6 +58,7 @@ async def create_policy(
     await _check_calendar(session, body.calendar_id)
     policy = SlaPolicy(**_policy_row(body), created_at=clock.now())
     session.add(policy)
+    sla.forget_policies(session)
     try:
         await session.flush()
     except IntegrityError:
@@ -103,6 +104,7 @@ async def replace_policy(
     for key, value in _policy_row(body).items():
         setattr(policy, key, value)
     policy.version += 1
+    sla.forget_policies(session)
     try:
         await session.flush()
     except IntegrityError:

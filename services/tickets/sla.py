@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -9,7 +10,9 @@ from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from services.tickets import clocks, policies
@@ -47,19 +50,66 @@ def to_calendar(row: Calendar | None) -> BusinessCalendar:
     )
 
 
+# Every action on a ticket needs its policy and its clocks' calendars, and read each time they were a
+# fifth of an action's statements. Calendars are never changed once created (no route edits one), so a
+# process keeps those it built, by id. Policies can be replaced: a process keeps the active ones for a
+# few seconds, and forgets them at once when it changes one itself; another replica's change is seen
+# within POLICY_CACHE_SECONDS (running clocks keep their targets anyway; it decides new clocks).
+POLICY_CACHE_SECONDS = 5.0
+_calendars: dict[uuid.UUID, BusinessCalendar] = {}
+_CALENDARS_KEPT = 1000
+_active_policies: dict[str, tuple[float, list[SlaPolicy]]] = {}
+
+
 async def calendar_for(session: AsyncSession, calendar_id: uuid.UUID | None) -> BusinessCalendar:
     if calendar_id is None:
         return ALWAYS_OPEN
-    return to_calendar(await session.get(Calendar, calendar_id))
+    if (known := _calendars.get(calendar_id)) is not None:
+        return known
+    row = await session.get(Calendar, calendar_id)
+    calendar = to_calendar(row)
+    if row is not None and len(_calendars) < _CALENDARS_KEPT:
+        _calendars[calendar_id] = calendar
+    return calendar
+
+
+async def active_policies(session: AsyncSession) -> list[SlaPolicy]:
+    """The active policies, read at most every POLICY_CACHE_SECONDS per database (read-only copies)."""
+    key = str(session.get_bind().url)
+    entry = _active_policies.get(key)
+    if entry is not None and time.monotonic() - entry[0] < POLICY_CACHE_SECONDS:
+        return entry[1]
+    rows = list((await session.execute(sa.select(SlaPolicy).where(col(SlaPolicy.active)))).scalars())
+    _active_policies[key] = (time.monotonic(), rows)
+    return rows
+
+
+def forget_policies(session: AsyncSession) -> None:
+    """This process is changing a policy: actions read them again once the change commits (and now, so
+    this transaction sees its own change)."""
+    key = str(session.get_bind().url)
+    _active_policies.pop(key, None)
+    session.sync_session.info.setdefault(_FORGET_KEY, set()).add(key)
+
+
+_FORGET_KEY = "kefu.tickets.forget_policies"
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _forget_committed_policies(session: Session) -> None:
+    for key in session.info.pop(_FORGET_KEY, ()):
+        _active_policies.pop(key, None)
 
 
 async def policy_of(session: AsyncSession, ticket: Ticket) -> SlaPolicy | None:
-    return await session.get(SlaPolicy, ticket.policy_id) if ticket.policy_id else None
+    if ticket.policy_id is None:
+        return None
+    known = next((p for p in await active_policies(session) if p.id == ticket.policy_id), None)
+    return known if known is not None else await session.get(SlaPolicy, ticket.policy_id)
 
 
 async def match_policy(session: AsyncSession, ticket: Ticket) -> SlaPolicy | None:
-    rows = (await session.execute(sa.select(SlaPolicy).where(col(SlaPolicy.active)))).scalars().all()
-    return policies.first_match(rows, ticket)
+    return policies.first_match(await active_policies(session), ticket)
 
 
 async def clocks_of(

@@ -176,6 +176,8 @@ async def test_bad_input_is_a_problem_not_a_500(client: httpx.AsyncClient) -> No
 
 
 async def test_policies_are_seeded_and_a_new_one_applies(client: httpx.AsyncClient) -> None:
+    before = await open_ticket(client, category="billing")  # policies read (and kept) before the change
+    assert before["policy_name"] != "Billing"
     policies = (await client.get("/v1/sla-policies", headers=AGENT)).json()
     assert [p["name"] for p in policies][:3] == ["Urgent repair", "VIP repair", "After-sales repair"]
     calendar = await client.post(
@@ -200,3 +202,17 @@ async def test_policies_are_seeded_and_a_new_one_applies(client: httpx.AsyncClie
     assert (await client.post("/v1/sla-policies", json={}, headers=AGENT)).status_code == 403
     ticket = await open_ticket(client, category="billing")
     assert ticket["policy_name"] == "Billing"
+
+    # A replaced policy decides the very next ticket.
+    billing = created.json()
+    replaced = await client.put(
+        f"/v1/sla-policies/{billing['id']}",
+        json={
+            **{k: billing[k] for k in ("name", "position", "targets", "calendar_id", "warning")},
+            "conditions": {"categories": ["invoices"]},
+        },
+        headers={**SUPERVISOR, "If-Match": created.headers["ETag"]},
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert (await open_ticket(client, category="billing"))["policy_name"] != "Billing"
+    assert (await open_ticket(client, category="invoices"))["policy_name"] == "Billing"
