@@ -56,10 +56,11 @@ class Bins:
     `DDSketch` bin by bin and walking its store in Python costs several times more per report.
     """
 
-    __slots__ = ("_bins",)
+    __slots__ = ("_bins", "_ranks")
 
     def __init__(self, bins: dict[int, int] | None = None) -> None:
         self._bins: dict[int, int] = bins if bins is not None else {}
+        self._ranks: tuple[list[int], list[int]] | None = None  # sorted keys, cumulative counts
 
     @classmethod
     def of(cls, keys: Iterable[int | None], counts: Iterable[int]) -> Bins:
@@ -80,15 +81,27 @@ class Bins:
         bins = self._bins
         for key, n in other._bins.items():
             bins[key] = bins.get(key, 0) + n
+        self._ranks = None
 
     def get_quantile_value(self, quantile: float) -> float | None:
-        count = self.count
+        if self._ranks is None:  # once for the three percentiles a report asks of each sketch
+            keys = sorted(self._bins)
+            self._ranks = keys, list(accumulate(self._bins[k] for k in keys))
+        keys, cumulative = self._ranks
+        count = cumulative[-1] if cumulative else 0
         if not 0 <= quantile <= 1 or count == 0:
             return None
-        keys = sorted(self._bins)
-        cumulative = list(accumulate(self._bins[k] for k in keys))
         key = keys[min(bisect_right(cumulative, quantile * (count - 1)), len(keys) - 1)]
         return 0.0 if key == ZERO else float(MAPPING.value(key))
+
+
+def add_bins(sketches: dict[str, Any], time_kind: str, bins: Bins) -> None:
+    """Merge `bins` into a bucket's sketch (its empty placeholder, until then, is replaced)."""
+    current = sketches.get(time_kind)
+    if isinstance(current, Bins):
+        current.merge(bins)
+    else:
+        sketches[time_kind] = bins
 
 
 def _bucket(column: Any, grain: str, tz: str) -> Any:
@@ -119,9 +132,15 @@ async def fold_headline(
     where: list[Any],
     starts: Sequence[Any],
     edges: Sequence[datetime],
+    large: bool = True,
 ) -> None:
-    """Fill `fold`'s buckets (counts, duration bins, resolution flags) from two grouped index scans."""
-    await session.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    """Fill `fold`'s buckets (counts, duration bins, resolution flags) from two grouped index scans.
+
+    `large=False` for a short stretch of time (the ends of a window read from rollups): the default
+    work memory then suffices and one round trip is saved.
+    """
+    if large:
+        await session.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     f = TicketFact
     done = f.status.in_(_DONE)  # type: ignore[attr-defined]
     flag = lambda condition: sa.case((condition, 1), else_=0)  # noqa: E731
@@ -169,8 +188,8 @@ async def fold_headline(
                 continue
             bucket = starts[b - 1]
             sketches = (fold.response if side == "created" else fold.resolution).sketches[bucket]
-            sketches["calendar"] = Bins.counted(cal)
-            sketches["business"] = Bins.counted(bus)
+            add_bins(sketches, "calendar", Bins.counted(cal))
+            add_bins(sketches, "business", Bins.counted(bus))
             if side == "created":
                 fold.created[bucket] += len(cal)
             else:

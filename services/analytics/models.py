@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Computed, Index, Integer, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Computed, Index, Integer, PrimaryKeyConstraint, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -134,6 +135,55 @@ class TicketFact(AnalyticsModel, table=True):
     first_response_business_bin: int | None = _bin("first_response_business_seconds")
     resolution_bin: int | None = _bin("resolution_seconds")
     resolution_business_bin: int | None = _bin("resolution_business_seconds")
+
+
+def _bins() -> Any:
+    """Bin keys or their counts, in key order: an integer array (JSON on SQLite, which never reads it)."""
+    return Field(
+        default_factory=list,
+        sa_column=Column(ARRAY(Integer).with_variant(JSON(), "sqlite"), nullable=False),
+    )
+
+
+class TicketRollup(AnalyticsModel, table=True):
+    """The headline report's figures per (zone, grain, bucket, kind, channel, side), kept by the projector.
+
+    `side` is `created` (tickets created in the bucket: first-response bins) or `resolved` (resolutions
+    in the bucket: the flags and resolution bins). `kind` and `channel` are `*` for "any", so a report
+    filtered on neither, one or both reads one row per bucket and side. Bins are the DDSketch bins of
+    the facts (calendar and business time), as keys and counts: a bucket's sketch is exactly the one the
+    fact scan builds. PostgreSQL only (see rollups.py).
+    """
+
+    __tablename__ = "ticket_rollups"
+    __table_args__ = (
+        PrimaryKeyConstraint("zone", "grain", "kind", "channel", "bucket", "side", name="pk_ticket_rollups"),
+    )
+
+    zone: str = Field(max_length=64)
+    grain: str = Field(max_length=8)
+    kind: str = Field(max_length=20)
+    channel: str = Field(max_length=20)
+    bucket: date
+    side: str = Field(max_length=10)
+    n: int = 0
+    done: int = 0
+    reopened: int = 0
+    one_touch: int = 0
+    touched: int = 0
+    calendar_keys: list[int] = _bins()
+    calendar_counts: list[int] = _bins()
+    business_keys: list[int] = _bins()
+    business_counts: list[int] = _bins()
+
+
+class RollupZone(AnalyticsModel, table=True):
+    """A reporting zone whose rollups were built from the facts and have been kept since."""
+
+    __tablename__ = "ticket_rollup_zones"
+
+    zone: str = Field(primary_key=True, max_length=64)
+    built_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class SlaEvent(AnalyticsModel, table=True):

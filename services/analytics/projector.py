@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.analytics import facts, feed, metrics, surveys
+from services.analytics import facts, feed, metrics, rollups, surveys
 from services.analytics.business_time import BusinessCalendar
 from services.analytics.columnar import column_arrays, unnest_select
 from services.analytics.models import SlaEvent, Survey, TicketFact, Webhook, WebhookDelivery
@@ -253,6 +253,17 @@ async def upsert_tickets(
             .values({name: sa.bindparam(name) for name in _DURATIONS}),
             corrections,
         )
+        if dialect_name(session) == "postgresql":
+            # The database derives the bins from the corrected durations; the rollups count those.
+            bins = await session.execute(
+                sa.select(_facts.c.ticket_id, *(_facts.c[name] for name in rollups.BIN_COLUMNS)).where(
+                    _facts.c.ticket_id.in_([c["key"] for c in corrections])
+                )
+            )
+            for ticket_id, *values in bins:
+                stored[ticket_id] = _Row(
+                    {**stored[ticket_id], **dict(zip(rollups.BIN_COLUMNS, values, strict=True))}
+                )
     return stored
 
 
@@ -472,7 +483,14 @@ async def project(
     merges = ticket_merges(items)
     if not merges:
         return
+    zones = rollups.kept(session)
+    before = await rollups.lock_facts(session, sorted(merges)) if zones else {}
     stored = await upsert_tickets(session, merges, calendar)
+    if zones:
+        deltas = rollups.Deltas(zones)
+        for ticket_id, row in stored.items():
+            deltas.change(before.get(ticket_id), row)
+        await rollups.apply(session, deltas)
     if live is not None:
         await _after_tickets(live, items, stored, now=now, survey_ttl=survey_ttl)
 

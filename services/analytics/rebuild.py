@@ -1,9 +1,9 @@
 """Rebuild the projections by replaying the event log, in order, through the same projector.
 
-The ticket and brief facts are emptied and refolded; the SLA feed keeps its rows (their ids are what SSE
-clients resume from) and gains any the log has that it lacks. Surveys and webhooks are analytics' own
-records, not projections, and are left alone. Progress is checkpointed per batch, so an interrupted
-rebuild resumes where it stopped.
+The ticket and brief facts (and the ticket rollups) are emptied and refolded; the SLA feed keeps its
+rows (their ids are what SSE clients resume from) and gains any the log has that it lacks. Surveys and
+webhooks are analytics' own records, not projections, and are left alone. Progress is checkpointed per
+batch, so an interrupted rebuild resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -13,8 +13,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from services.analytics import rollups
 from services.analytics.handlers import reporting_calendar
-from services.analytics.models import BriefFact, EventRecord, MilestoneFact, ProjectionCheckpoint, TicketFact
+from services.analytics.models import (
+    BriefFact,
+    EventRecord,
+    MilestoneFact,
+    ProjectionCheckpoint,
+    RollupZone,
+    TicketFact,
+    TicketRollup,
+)
 from services.analytics.projector import Item, project
 from shared.clock import Clock
 from shared.db import Database
@@ -23,7 +32,9 @@ from shared.events import EventRegistry
 log = logging.getLogger("kefu.analytics.rebuild")
 
 CHECKPOINT = "facts"
-PROJECTION_TABLES = (TicketFact, BriefFact, MilestoneFact)
+# The rollups are rebuilt with the facts (the projector keeps them); reports scan the facts until the
+# rebuild has finished and marks the kept zones built again.
+PROJECTION_TABLES = (TicketFact, BriefFact, MilestoneFact, TicketRollup, RollupZone)
 
 
 async def rebuild(
@@ -70,6 +81,8 @@ async def rebuild(
             checkpoint.last_seq = after
             if not records:
                 checkpoint.finished_at = clock.now()
+                for zone in rollups.kept(session):
+                    await session.merge(RollupZone(zone=zone, built_at=clock.now()))
                 break
         log.info("rebuild: applied up to seq %d", after)
     return applied

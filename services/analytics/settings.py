@@ -19,6 +19,10 @@ class AnalyticsSettings(BaseSettings):
     # The reporting calendar for "business time" figures: working days of the Chinese statutory
     # calendar (with make-up days) and these opening intervals, in this time zone.
     business_time_zone: str = "Asia/Shanghai"
+    # Zones whose daily and weekly rollups the projector keeps (PostgreSQL): a headline report in one of
+    # them, filtered on nothing but kind and channel, reads those instead of the facts. After adding a
+    # zone, build its rollups with `python -m services.analytics rollups` (until then reports scan facts).
+    rollup_zones: list[str] = ["Asia/Shanghai"]
     business_hours: list[tuple[str, str]] = [("09:00", "12:00"), ("13:00", "18:00")]
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     webhook_retry_delays_seconds: list[float] = [1.0, 5.0, 30.0, 120.0, 600.0]

@@ -1,0 +1,130 @@
+"""The rollups the projector keeps give the report the fact scan gives, however events arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from services.analytics import grouped, rollups
+from services.analytics.buckets import Grain
+from services.analytics.kpis import TicketFilters, ticket_kpis
+from services.analytics.models import TicketRollup
+from services.analytics.rebuild import rebuild
+from shared.bus.base import OutcomeKind
+from shared.events import registry
+from tests.integration.analytics.test_grouped_kpis import tickets
+from tests.unit.analytics.conftest import START
+from tests.unit.analytics.events import delivery
+
+H = timedelta(hours=1)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MIDNIGHT = datetime(2026, 3, 2, tzinfo=SHANGHAI)  # the Monday START falls on, in Shanghai
+CASES = [
+    # (since, until, grain, filters): whole buckets, and windows with partial buckets at either end.
+    (MIDNIGHT - 7 * 24 * H, MIDNIGHT + 6 * 7 * 24 * H, Grain.WEEK, TicketFilters()),
+    (MIDNIGHT, MIDNIGHT + 5 * 7 * 24 * H, Grain.WEEK, TicketFilters(kind="complaint", channel="phone")),
+    (START - 5 * H, START + 24 * 30 * H, Grain.WEEK, TicketFilters(kind="complaint", channel="phone")),
+    (START + 30 * H, START + 24 * 20 * H + 7 * H, Grain.DAY, TicketFilters(kind="inquiry")),
+    (MIDNIGHT - 24 * H, MIDNIGHT + 40 * 24 * H, Grain.DAY, TicketFilters(channel="web")),
+    (START - 48 * H, START + 24 * 45 * H, Grain.MONTH, TicketFilters()),
+    (START, START + 10 * H, Grain.DAY, TicketFilters()),  # no whole day: the facts alone
+    # Not a rollup dimension: the facts alone.
+    (MIDNIGHT, MIDNIGHT + 35 * 24 * H, Grain.WEEK, TicketFilters(priority="normal")),
+]
+
+
+async def reports(app: FastAPI, tz: ZoneInfo = SHANGHAI) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    out = []
+    for since, until, grain, filters in CASES:
+        pair = []
+        for use_rollups in (True, False):
+            async with app.state.runtime.db.transaction() as session:
+                pair.append(
+                    await ticket_kpis(
+                        session,
+                        since=since,
+                        until=until,
+                        grain=grain,
+                        tz=tz,
+                        filters=filters,
+                        use_rollups=use_rollups,
+                    )
+                )
+        out.append((pair[0], pair[1]))
+    return out
+
+
+async def kept_rows(app: FastAPI) -> list[tuple[Any, ...]]:
+    """The rollup rows, less those every count of which went back to zero (a backfill has none)."""
+    async with app.state.runtime.db.transaction() as session:
+        rows = (await session.execute(sa.select(TicketRollup.__table__))).all()  # type: ignore[attr-defined]
+    return sorted(tuple(r) for r in rows if r.n or r.calendar_keys or r.business_keys)
+
+
+async def backfilled_rows(app: FastAPI) -> list[tuple[Any, ...]]:
+    runtime = app.state.runtime
+    async with runtime.db.transaction() as session:
+        await rollups.backfill(session, rollups.rollup_zones(), now=runtime.clock.now())
+    return await kept_rows(app)
+
+
+async def deliver_shuffled_twice(app: FastAPI, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Every event twice under its id, in shuffled order and concurrently, so batches mix and split."""
+    consumer = app.state.runtime.consumer
+    numbered = [(f"ev-{i}", t, d) for i, (t, d) in enumerate(events)] * 2
+    random.Random(11).shuffle(numbered)
+    outcomes = await asyncio.gather(*(consumer(delivery(t, d, event_id=i)) for i, t, d in numbered))
+    assert {o.kind for o in outcomes} == {OutcomeKind.HANDLED, OutcomeKind.DUPLICATE}
+
+
+async def test_reordered_and_duplicated_events_keep_rollups_exact(analytics_app: FastAPI) -> None:
+    await deliver_shuffled_twice(analytics_app, tickets(150))
+    for with_rollups, from_facts in await reports(analytics_app):
+        assert with_rollups == from_facts
+    assert with_rollups["totals"]["created"] > 0
+    kept = await kept_rows(analytics_app)
+    assert kept and kept == await backfilled_rows(analytics_app)
+
+
+async def test_rollups_after_a_rebuild_give_the_same_reports(analytics_app: FastAPI) -> None:
+    runtime = analytics_app.state.runtime
+    await deliver_shuffled_twice(analytics_app, tickets(60))
+    before = await reports(analytics_app)
+    kept = await kept_rows(analytics_app)
+    await rebuild(runtime.db, registry, runtime.clock, batch=13)
+    assert await kept_rows(analytics_app) == kept
+    after = await reports(analytics_app)
+    assert after == before
+    for with_rollups, from_facts in after:
+        assert with_rollups == from_facts
+
+
+async def test_a_report_in_whole_buckets_reads_no_facts(
+    analytics_app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await deliver_shuffled_twice(analytics_app, tickets(30))
+    expected = (await reports(analytics_app))[1][1]  # whole weeks, kind and channel
+
+    async def no_scan(*_: Any, **__: Any) -> None:
+        raise AssertionError("the facts were scanned")
+
+    monkeypatch.setattr(grouped, "fold_headline", no_scan)
+    since, until, grain, filters = CASES[1]
+    async with analytics_app.state.runtime.db.transaction() as session:
+        report = await ticket_kpis(
+            session, since=since, until=until, grain=grain, tz=SHANGHAI, filters=filters
+        )
+    assert report == expected and report["totals"]["created"] > 0
+
+
+async def test_a_zone_without_rollups_is_scanned(analytics_app: FastAPI) -> None:
+    await deliver_shuffled_twice(analytics_app, tickets(30))
+    for with_rollups, from_facts in await reports(analytics_app, ZoneInfo("America/New_York")):
+        assert with_rollups == from_facts
