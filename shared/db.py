@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy import ColumnElement, DateTime, MetaData, any_, bindparam, event, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -38,6 +39,21 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
+
+
+def any_of(column: Any, values: Sequence[Any], *, postgresql: bool) -> ColumnElement[bool]:
+    """`column IN (values)`, as one array parameter on PostgreSQL: `column = ANY($1)`.
+
+    An IN list is rendered with one placeholder per value, so every length is another statement to
+    prepare, and lists of many lengths (the relay's batches, the timer scheduler's) crowd the rest out
+    of each connection's prepared-statement cache. The array form is one statement whatever the length.
+    """
+    condition: ColumnElement[bool] = (
+        column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        if postgresql
+        else column.in_(values)
+    )
+    return condition
 
 
 class Database:

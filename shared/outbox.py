@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from shared import observability
 from shared.bus.base import OutgoingMessage, PublishFailed, Transport
 from shared.clock import Clock, sleep_until_set, utc_iso
-from shared.db import Database, UTCDateTime, infra_metadata
+from shared.db import Database, UTCDateTime, any_of, infra_metadata
 from shared.events import CloudEvent, EventRegistry, make_event
 from shared.ids import new_id
 from shared.observability import correlation_id
@@ -312,7 +312,7 @@ class OutboxRelay:
             if confirmed:
                 await session.execute(
                     outbox_table.update()
-                    .where(outbox_table.c.seq.in_(confirmed))
+                    .where(any_of(outbox_table.c.seq, confirmed, postgresql=not self.db.is_sqlite))
                     .values(published_at=self.clock.now())
                 )
             for row in rows:

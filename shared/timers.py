@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from shared.clock import Clock, sleep_until_set
-from shared.db import Database, UTCDateTime, dialect_name
+from shared.db import Database, UTCDateTime, any_of, dialect_name
 from shared.ids import new_id
 from shared.outbox import Outbox
 
@@ -172,7 +172,7 @@ class Timers:
         await session.execute(
             self.table.delete()
             .where(self.table.c.kind == kind)
-            .where(self.table.c.subject.in_(subjects))
+            .where(any_of(self.table.c.subject, subjects, postgresql=dialect_name(session) == "postgresql"))
             .where(self.table.c.fired_at.is_(None))
         )
         # No wake: a cancelled timer never makes anything due sooner, and a sleep until it costs one probe.
@@ -399,7 +399,7 @@ class TimerScheduler:
             .limit(self.batch_size)
         )
         if ids is not None:
-            query = query.where(table.c.id.in_(ids))
+            query = query.where(any_of(table.c.id, ids, postgresql=not self.db.is_sqlite))
         if not self.db.is_sqlite:
             # Replicas (and this process's other claimers) skip rows another pass holds: each fires once.
             query = query.with_for_update(skip_locked=True)
@@ -443,9 +443,9 @@ class TimerScheduler:
         unhandled = [row["id"] for row in rows if not self.handlers.handles(row["kind"])]
         # Mark fired before handlers run, so a handler that re-schedules its own (kind, subject) moves
         # the timer instead of being overwritten.
-        await context.session.execute(
-            table.update().where(table.c.id.in_([row["id"] for row in rows])).values(fired_at=fired_at)
-        )
+        postgresql = not self.db.is_sqlite
+        fired = any_of(table.c.id, [row["id"] for row in rows], postgresql=postgresql)
+        await context.session.execute(table.update().where(fired).values(fired_at=fired_at))
         if unhandled:
             await context.session.execute(
                 table.update().where(table.c.id.in_(unhandled)).values(last_error="no handler for this kind")
