@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
 
 import asyncpg
 from pydantic import BaseModel
@@ -24,6 +23,7 @@ from services.intake import rules
 from services.intake.classification import classify
 from services.intake.contacts import (
     IDENTIFIER_CHECKS,
+    NewContact,
     Recorded,
     compose,
     contact_row,
@@ -48,24 +48,30 @@ WHERE (i.kind, i.value) IN (SELECT * FROM unnest($1::varchar[], $2::varchar[]))
 
 _SEEN_KEY = "SELECT 1 FROM idempotency_keys WHERE principal = $1 AND key = $2"
 
-_CONTACT_COLUMNS = (
-    "id, customer_id, channel, kind, priority, subject, body, attachments, verification_method, verified,"
-    " verification_note, purchase_id, external_id, received_at, created_at"
+_CONTACT_FIELDS = tuple(f.name for f in fields(NewContact))
+_OUTBOX_FIELDS = ("event_id", "type", "payload", "correlation_id", "created_at")
+_REMEMBERED_FIELDS = ("principal", "key", "fingerprint", "status_code", "response", "headers", "created_at")
+
+
+def _insert(table: str, columns: tuple[str, ...], first: int, casts: dict[str, str] | None = None) -> str:
+    """`INSERT INTO table (columns) VALUES ($first, …)`, positional parameters as asyncpg takes them."""
+    casts = casts or {}
+    values = ", ".join(f"${n}{casts.get(c, '')}" for n, c in enumerate(columns, first))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})"
+
+
+_AFTER_CONTACT = 1 + len(_CONTACT_FIELDS)
+_AFTER_OUTBOX = _AFTER_CONTACT + len(_OUTBOX_FIELDS)
+# Data-modifying CTEs all run, in one statement: the contact, its event and the stored answer commit
+# together or not at all.
+_WRITE = f"WITH contact AS ({_insert('contacts', _CONTACT_FIELDS, 1, {'attachments': '::json'})}) " + _insert(
+    "outbox", _OUTBOX_FIELDS, _AFTER_CONTACT
 )
-_INSERT_CONTACT = f"""
-  contact AS (
-    INSERT INTO contacts ({_CONTACT_COLUMNS})
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8::json, $9, $10, $11, $12, $13, $14, $15)
-  )"""
-_INSERT_OUTBOX = """
-INSERT INTO outbox (event_id, type, payload, correlation_id, created_at) VALUES ($16, $17, $18, $19, $20)"""
-_REMEMBER = """,
-  remembered AS (
-    INSERT INTO idempotency_keys (principal, key, fingerprint, status_code, response, headers, created_at)
-    VALUES ($21, $22, $23, $24, $25, $26, $27)
-  )"""
-_WRITE = f"WITH{_INSERT_CONTACT}{_INSERT_OUTBOX}"
-_WRITE_REMEMBERING = f"WITH{_INSERT_CONTACT}{_REMEMBER}{_INSERT_OUTBOX}"
+_WRITE_REMEMBERING = (
+    f"WITH contact AS ({_insert('contacts', _CONTACT_FIELDS, 1, {'attachments': '::json'})}), "
+    f"remembered AS ({_insert('idempotency_keys', _REMEMBERED_FIELDS, _AFTER_OUTBOX)}) "
+    + _insert("outbox", _OUTBOX_FIELDS, _AFTER_CONTACT)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,20 +136,13 @@ async def record(
         recorded = Recorded(contact, customer)
         body = respond(recorded)
         row = contact_row(contact)
-        args: list[Any] = [row[c.strip()] for c in _CONTACT_COLUMNS.split(",")]
-        args[7] = json.dumps(args[7], ensure_ascii=False)
-        args += [
-            event["event_id"],
-            event["type"],
-            event["payload"],
-            event["correlation_id"],
-            event["created_at"],
-        ]
+        row["attachments"] = json.dumps(row["attachments"], ensure_ascii=False)
+        args = [row[c] for c in _CONTACT_FIELDS] + [event[c] for c in _OUTBOX_FIELDS]
         if idempotency.key is None:
             await connection.execute(_WRITE, *args)
         else:
             remembered = idempotency.row(status=201, body=body.model_dump(mode="json"))
-            args += [remembered[c] for c in _REMEMBERED]
+            args += [remembered[c] for c in _REMEMBERED_FIELDS]
             try:
                 await connection.execute(_WRITE_REMEMBERING, *args)
             except asyncpg.UniqueViolationError as exc:
@@ -152,9 +151,6 @@ async def record(
                 raise
     outbox.committed()
     return body
-
-
-_REMEMBERED = ("principal", "key", "fingerprint", "status_code", "response", "headers", "created_at")
 
 
 def _verification(request: ContactCreate) -> tuple[VerificationMethod, bool, str | None] | None:
