@@ -78,6 +78,13 @@ def net_promoter_score(answers: Iterable[int], z: float = Z95) -> NetPromoterSco
             passives += 1
         else:
             detractors += 1
+    return net_promoter_score_of(promoters, passives, detractors, z)
+
+
+def net_promoter_score_of(
+    promoters: int, passives: int, detractors: int, z: float = Z95
+) -> NetPromoterScore | None:
+    """`net_promoter_score` from the counts of promoters (9–10), passives (7–8) and detractors (0–6)."""
     n = promoters + passives + detractors
     if n == 0:
         return None
