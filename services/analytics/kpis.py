@@ -9,10 +9,10 @@ they multiply the sketches a report builds, and most callers chart the series.
 
 On PostgreSQL the facts are not read row by row: every fact carries the DDSketch bin of each duration (a
 generated column), and one grouped scan per side (created, resolved) of a covering index returns, per
-bucket, the count of durations in each bin. Rollups maintained at ingest were measured and not chosen
-(docs/analytics.md): at 1 % accuracy a sketch of a wide duration distribution spans hundreds of bins, so
-hourly or daily rollups keyed by the filterable dimensions hold about as many (bucket, bin) entries as
-there are tickets and read no fewer. SQLite (the embedded mode) folds rows in Python.
+bucket, the count of durations in each bin. A headline report in a reporting zone the projector keeps
+rollups for (rollups.py), filtered on nothing but kind and channel, reads one rollup row per bucket and
+side instead (the same counts and bins, kept exact at ingest), and scans the facts only for the partial
+buckets at the ends of its window. SQLite (the embedded mode) folds rows in Python.
 """
 
 from __future__ import annotations
@@ -369,15 +369,15 @@ async def _fold_rollups(
         session,
         zone=tz.key,
         grain=grain,
-        kind=active.get("kind", rollups.ANY),
-        channel=active.get("channel", rollups.ANY),
+        kind=active.get("kind"),
+        channel=active.get("channel"),
         first=first,
         end=end,
     )
     for row in rows:
         bucket = row.bucket.replace(day=1) if fold.grain is Grain.MONTH else row.bucket
-        calendar = grouped.Bins(dict(zip(row.calendar_keys, row.calendar_counts, strict=True)))
-        business = grouped.Bins(dict(zip(row.business_keys, row.business_counts, strict=True)))
+        calendar = grouped.Bins(rollups.bins(row.calendar_bins))
+        business = grouped.Bins(rollups.bins(row.business_bins))
         if row.side == "created":
             fold.created[bucket] += row.n
             sketches = fold.response.sketches[bucket]

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Computed, Index, Integer, PrimaryKeyConstraint, UniqueConstraint, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -138,10 +138,9 @@ class TicketFact(AnalyticsModel, table=True):
 
 
 def _bins() -> Any:
-    """Bin keys or their counts, in key order: an integer array (JSON on SQLite, which never reads it)."""
+    """DDSketch bins as `{"key": count}` (JSONB: a batch's delta merges into it in C; JSON on SQLite)."""
     return Field(
-        default_factory=list,
-        sa_column=Column(ARRAY(Integer).with_variant(JSON(), "sqlite"), nullable=False),
+        default_factory=dict, sa_column=Column(JSONB().with_variant(JSON(), "sqlite"), nullable=False)
     )
 
 
@@ -149,10 +148,10 @@ class TicketRollup(AnalyticsModel, table=True):
     """The headline report's figures per (zone, grain, bucket, kind, channel, side), kept by the projector.
 
     `side` is `created` (tickets created in the bucket: first-response bins) or `resolved` (resolutions
-    in the bucket: the flags and resolution bins). `kind` and `channel` are `*` for "any", so a report
-    filtered on neither, one or both reads one row per bucket and side. Bins are the DDSketch bins of
-    the facts (calendar and business time), as keys and counts: a bucket's sketch is exactly the one the
-    fact scan builds. PostgreSQL only (see rollups.py).
+    in the bucket: the flags and resolution bins). A row with `kind` and `channel` both `*` counts every
+    kind and channel, so a report filtered on both or neither reads one row per bucket and side. Bins
+    are the DDSketch bins of the facts (calendar and business time), key → count: a bucket's sketch is
+    exactly the one the fact scan builds. PostgreSQL only (see rollups.py).
     """
 
     __tablename__ = "ticket_rollups"
@@ -171,10 +170,8 @@ class TicketRollup(AnalyticsModel, table=True):
     reopened: int = 0
     one_touch: int = 0
     touched: int = 0
-    calendar_keys: list[int] = _bins()
-    calendar_counts: list[int] = _bins()
-    business_keys: list[int] = _bins()
-    business_counts: list[int] = _bins()
+    calendar_bins: dict[str, int] = _bins()
+    business_bins: dict[str, int] = _bins()
 
 
 class RollupZone(AnalyticsModel, table=True):

@@ -486,13 +486,15 @@ async def project(
     zones = rollups.kept(session)
     before = await rollups.lock_facts(session, sorted(merges)) if zones else {}
     stored = await upsert_tickets(session, merges, calendar)
+    if live is not None:
+        await _after_tickets(live, items, stored, now=now, survey_ttl=survey_ttl)
     if zones:
+        # Last before the commit: every batch updates the rows of the current day and week (the "any"
+        # rows above all), and holds their locks from here until it commits.
         deltas = rollups.Deltas(zones)
         for ticket_id, row in stored.items():
             deltas.change(before.get(ticket_id), row)
         await rollups.apply(session, deltas)
-    if live is not None:
-        await _after_tickets(live, items, stored, now=now, survey_ttl=survey_ttl)
 
 
 def ticket_merges(items: Sequence[Item]) -> dict[uuid.UUID, TicketMerge]:

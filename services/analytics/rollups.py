@@ -1,19 +1,22 @@
 """Rollups of the headline ticket report, kept exact by the projector (PostgreSQL).
 
 Per reporting zone (`ANALYTICS_ROLLUP_ZONES`), grain (day, week; months are merged from days), bucket,
-kind, channel (each also `*` for "any") and side (`created`: tickets created in the bucket with their
-first-response bins; `resolved`: resolutions in the bucket with their flags and resolution bins), a row
-holds the counts and the DDSketch bins (key → count, calendar and business time) of exactly the facts
-the report's fact scan would fold into that bucket. A report for a year by week filtered on kind and
-channel then reads 53 rows per side instead of ~83,000 index entries.
+kind and channel (plus one row for any kind and channel, `*`) and side (`created`: tickets created in
+the bucket with their first-response bins; `resolved`: resolutions in the bucket with their flags and
+resolution bins), a row holds the counts and the DDSketch bins (key → count, calendar and business
+time) of exactly the facts the report's fact scan would fold into that bucket. A report for a year by
+week filtered on kind and channel then reads 53 rows per side instead of ~83,000 index entries
+(unfiltered too; filtered on one of the two, the few rows of each bucket are merged). Rows for "any
+kind" or "any channel" alone would save that merge but double what every batch writes.
 
 Exactness as facts change: the projector reads each touched fact as it stood (`FOR UPDATE`, in ticket
 order like the upsert), and in the batch's transaction subtracts what the old row contributed and adds
-what the new one does — a changed bucket, dimension, bin or flag moves its count — in one statement
-whose arrays are merged by the database (`ON CONFLICT … DO UPDATE`, rows in key order). The rollup is
-therefore a function of the facts whatever the order, duplication or batching of events, and a rebuild
-replays it with them. `backfill` builds a zone's rows from the facts in SQL (the migration, the
-`rollups` command and the benchmark's bulk load use it); a zone is used by reports only once built.
+what the new one does — a changed bucket, dimension, bin or flag moves its count — in one statement,
+its last before the commit (rows in key order; the bins merged by the database, JSONB, touching only
+the delta's keys). The rollup is therefore a function of the facts whatever the order, duplication or
+batching of events, and a rebuild replays it with them. `backfill` builds a zone's rows from the facts
+in SQL (the migration, the `rollups` command and the benchmark's bulk load use it); reports use a zone
+only once it is built.
 """
 
 from __future__ import annotations
@@ -187,41 +190,34 @@ async def apply(session: AsyncSession, deltas: Deltas) -> None:
         await session.execute(_APPLY, deltas.parameters())
 
 
-def _merge(target: str, excluded: str) -> str:
-    """A sub-select adding two (keys, counts) bin arrays, dropping bins whose count falls to zero."""
+def _merge(column: str) -> str:
+    """The stored bins plus the delta's: only the delta's keys are looked up and replaced (a count back
+    to zero becomes null and is stripped), so the cost follows the delta, not the bucket's ~hundreds of
+    bins."""
     return (
-        "SELECT coalesce(array_agg(m.bin ORDER BY m.bin), '{}'), "
-        "coalesce(array_agg(m.count ORDER BY m.bin), '{}') "
-        "FROM (SELECT u.bin, CAST(sum(u.count) AS INTEGER) AS count FROM ("
-        f"SELECT * FROM unnest(r.{target}_keys, r.{target}_counts) "
-        f"UNION ALL SELECT * FROM unnest(excluded.{excluded}_keys, excluded.{excluded}_counts)"
-        ") AS u(bin, count) GROUP BY u.bin HAVING sum(u.count) <> 0) AS m"
+        f"{column} = jsonb_strip_nulls(r.{column} || coalesce((SELECT jsonb_object_agg(d.key, "
+        f"nullif(coalesce(CAST(r.{column} ->> d.key AS INTEGER), 0) + CAST(d.value AS INTEGER), 0)) "
+        f"FROM jsonb_each_text(excluded.{column}) AS d), '{{}}'))"
     )
 
 
 def _bins_of(field: str) -> str:
-    return (
-        f"coalesce(array_agg(bin ORDER BY bin) FILTER (WHERE field = '{field}' AND count <> 0), '{{}}'), "
-        f"coalesce(array_agg(count ORDER BY bin) FILTER (WHERE field = '{field}' AND count <> 0), '{{}}')"
-    )
+    return f"coalesce(jsonb_object_agg(bin, count) FILTER (WHERE field = '{field}' AND count <> 0), '{{}}')"
 
 
 _COLUMNS = (
-    "zone, grain, kind, channel, bucket, side, "
-    + ", ".join(COUNTERS)
-    + (", calendar_keys, calendar_counts, business_keys, business_counts")
+    "zone, grain, kind, channel, bucket, side, " + ", ".join(COUNTERS) + ", calendar_bins, business_bins"
 )
-# Every delta also counts for "any kind", "any channel" and both (the cube is expanded here, not in
-# Python); rows are written in key order, so concurrent batches lock shared rows in one order.
+# Every delta also counts for the "any kind, any channel" row (expanded here, not in Python); rows are
+# written in key order, so concurrent batches lock shared rows in one order.
 _APPLY = sa.text(
     "WITH delta AS (SELECT * FROM unnest(CAST(:zone AS TEXT[]), CAST(:grain AS TEXT[]), "
     "CAST(:bucket AS DATE[]), CAST(:side AS TEXT[]), CAST(:kind AS TEXT[]), CAST(:channel AS TEXT[]), "
     "CAST(:field AS TEXT[]), CAST(:bin AS INTEGER[]), CAST(:count AS INTEGER[])) "
     "AS d(zone, grain, bucket, side, kind, channel, field, bin, count)), "
-    "cubed AS (SELECT d.zone, d.grain, k.kind, c.channel, d.bucket, d.side, d.field, d.bin, "
+    "cubed AS (SELECT d.zone, d.grain, k.kind, k.channel, d.bucket, d.side, d.field, d.bin, "
     "CAST(sum(d.count) AS INTEGER) AS count FROM delta AS d "
-    "CROSS JOIN LATERAL (VALUES (d.kind), ('*')) AS k(kind) "
-    "CROSS JOIN LATERAL (VALUES (d.channel), ('*')) AS c(channel) "
+    "CROSS JOIN LATERAL (VALUES (d.kind, d.channel), ('*', '*')) AS k(kind, channel) "
     "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8), "
     "folded AS (SELECT zone, grain, kind, channel, bucket, side, "
     + ", ".join(f"CAST(coalesce(sum(count) FILTER (WHERE field = '{c}'), 0) AS INTEGER)" for c in COUNTERS)
@@ -234,8 +230,7 @@ _APPLY = sa.text(
     "SELECT * FROM folded ORDER BY zone, grain, kind, channel, bucket, side "
     "ON CONFLICT (zone, grain, kind, channel, bucket, side) DO UPDATE SET "
     + ", ".join(f"{c} = r.{c} + excluded.{c}" for c in COUNTERS)
-    + f", (calendar_keys, calendar_counts) = ({_merge('calendar', 'calendar')})"
-    + f", (business_keys, business_counts) = ({_merge('business', 'business')})"
+    + f", {_merge('calendar_bins')}, {_merge('business_bins')}"
 )
 
 
@@ -245,18 +240,13 @@ def _backfill_sql(grain: Grain) -> sa.TextClause:
     done = "status IN ('resolved', 'closed')"
 
     def cube(*extra: str) -> str:
-        columns = (
-            "side, bucket, kind, channel",
-            "side, bucket, kind",
-            "side, bucket, channel",
-            "side, bucket",
-        )
+        columns = ("side, bucket, kind, channel", "side, bucket")
         return "GROUPING SETS (" + ", ".join(f"({', '.join((c, *extra))})" for c in columns) + ")"
 
     def bins(name: str) -> str:
         return (
-            f"{name} AS (SELECT side, bucket, kind, channel, array_agg(bin ORDER BY bin) AS keys, "
-            "array_agg(count ORDER BY bin) AS counts FROM (SELECT side, bucket, "
+            f"{name} AS (SELECT side, bucket, kind, channel, jsonb_object_agg(bin, count) AS bins "
+            "FROM (SELECT side, bucket, "
             f"coalesce(kind, '*') AS kind, coalesce(channel, '*') AS channel, {name} AS bin, "
             f"CAST(count(*) AS INTEGER) AS count FROM sides WHERE {name} IS NOT NULL "
             f"GROUP BY {cube(name)}) AS b GROUP BY 1, 2, 3, 4)"
@@ -282,8 +272,7 @@ def _backfill_sql(grain: Grain) -> sa.TextClause:
         + bins("bus")
         + f" SELECT :zone, '{grain.value}', t.kind, t.channel, t.bucket, t.side, "
         + ", ".join(f"t.{c}" for c in COUNTERS)
-        + ", coalesce(cal.keys, '{}'), coalesce(cal.counts, '{}'), coalesce(bus.keys, '{}'), "
-        "coalesce(bus.counts, '{}') FROM totals AS t "
+        + ", coalesce(cal.bins, '{}'), coalesce(bus.bins, '{}') FROM totals AS t "
         "LEFT JOIN cal USING (side, bucket, kind, channel) LEFT JOIN bus USING (side, bucket, kind, channel)"
     )
 
@@ -308,17 +297,30 @@ async def built(session: AsyncSession, zone: str) -> bool:
 
 
 async def read(
-    session: AsyncSession, *, zone: str, grain: Grain, kind: str, channel: str, first: date, end: date
+    session: AsyncSession,
+    *,
+    zone: str,
+    grain: Grain,
+    kind: str | None,
+    channel: str | None,
+    first: date,
+    end: date,
 ) -> Sequence[Any]:
-    """The rows of buckets starting in [first, end), both sides."""
-    r = TicketRollup
-    columns = ("bucket", "side", *COUNTERS, "calendar_keys", "calendar_counts", "business_keys")
-    query = sa.select(*(r.__table__.c[name] for name in (*columns, "business_counts"))).where(  # type: ignore[attr-defined]
-        r.zone == zone,  # type: ignore[arg-type]
-        r.grain == grain.value,  # type: ignore[arg-type]
-        r.kind == kind,  # type: ignore[arg-type]
-        r.channel == channel,  # type: ignore[arg-type]
-        r.bucket >= first,  # type: ignore[arg-type]
-        r.bucket < end,  # type: ignore[arg-type]
+    """The rows of buckets starting in [first, end), both sides: several per bucket for one filter."""
+    r = TicketRollup.__table__.c  # type: ignore[attr-defined]
+    if kind is None and channel is None:
+        dimensions = [r.kind == ANY, r.channel == ANY]
+    else:  # the (kind, channel) rows that match: one per bucket and side with both, a few with one
+        dimensions = [
+            r.kind == kind if kind is not None else r.kind != ANY,
+            r.channel == channel if channel is not None else r.channel != ANY,
+        ]
+    query = sa.select(r.bucket, r.side, *(r[c] for c in COUNTERS), r.calendar_bins, r.business_bins).where(
+        r.zone == zone, r.grain == grain.value, *dimensions, r.bucket >= first, r.bucket < end
     )
     return (await session.execute(query)).all()
+
+
+def bins(stored: dict[str, int]) -> dict[int, int]:
+    """Stored bins (JSON keys are text) as the report's key → count."""
+    return {int(key): count for key, count in stored.items()}

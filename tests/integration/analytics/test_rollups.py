@@ -65,7 +65,7 @@ async def kept_rows(app: FastAPI) -> list[tuple[Any, ...]]:
     """The rollup rows, less those every count of which went back to zero (a backfill has none)."""
     async with app.state.runtime.db.transaction() as session:
         rows = (await session.execute(sa.select(TicketRollup.__table__))).all()  # type: ignore[attr-defined]
-    return sorted(tuple(r) for r in rows if r.n or r.calendar_keys or r.business_keys)
+    return sorted(tuple(r) for r in rows if r.n or r.calendar_bins or r.business_bins)
 
 
 async def backfilled_rows(app: FastAPI) -> list[tuple[Any, ...]]:

@@ -23,8 +23,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _bins() -> sa.types.TypeEngine[list[int]]:
-    return postgresql.ARRAY(sa.Integer()).with_variant(sa.JSON(), "sqlite")
+def _bins() -> sa.types.TypeEngine[dict[str, int]]:
+    return postgresql.JSONB().with_variant(sa.JSON(), "sqlite")
 
 
 def upgrade() -> None:
@@ -41,10 +41,8 @@ def upgrade() -> None:
         sa.Column("reopened", sa.Integer(), nullable=False),
         sa.Column("one_touch", sa.Integer(), nullable=False),
         sa.Column("touched", sa.Integer(), nullable=False),
-        sa.Column("calendar_keys", _bins(), nullable=False),
-        sa.Column("calendar_counts", _bins(), nullable=False),
-        sa.Column("business_keys", _bins(), nullable=False),
-        sa.Column("business_counts", _bins(), nullable=False),
+        sa.Column("calendar_bins", _bins(), nullable=False),
+        sa.Column("business_bins", _bins(), nullable=False),
         sa.PrimaryKeyConstraint(
             "zone", "grain", "kind", "channel", "bucket", "side", name="pk_ticket_rollups"
         ),
