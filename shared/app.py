@@ -109,6 +109,12 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """For routes that only read: no transaction (see `Database.reading`)."""
+    async with runtime_of(request).db.reading() as session:
+        yield session
+
+
 async def _outbox(request: Request) -> Outbox:
     return runtime_of(request).outbox
 
@@ -126,6 +132,7 @@ async def _timers(request: Request) -> Timers:
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(_read_session, scope="function")]
 OutboxDep = Annotated[Outbox, Depends(_outbox)]
 ClockDep = Annotated[Clock, Depends(_clock)]
 TimersDep = Annotated[Timers, Depends(_timers)]
@@ -133,6 +140,7 @@ TimersDep = Annotated[Timers, Depends(_timers)]
 __all__ = [
     "ClockDep",
     "OutboxDep",
+    "ReadSessionDep",
     "RuntimeDep",
     "SessionDep",
     "TimersDep",

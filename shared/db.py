@@ -84,11 +84,22 @@ class Database:
             # serialises writers instead of failing with "database is locked" on upgrade.
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Reads take no transaction: under PostgreSQL's READ COMMITTED each statement sees its own
+        # snapshot inside a transaction as well, so BEGIN and COMMIT would only add two round trips.
+        self.read_sessions = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session that commits when the block ends and rolls back if it raises."""
         async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for reading only: each statement on its own, no transaction around them."""
+        async with self.read_sessions() as session:
             yield session
 
     @asynccontextmanager

@@ -15,7 +15,7 @@ from services.tickets.lifecycle import Action, allowed_actions
 from services.tickets.models import Ticket, TicketHistory
 from services.tickets.service import Desk, get_ticket
 from services.tickets.settings import config
-from shared.app import ClockDep, OutboxDep, SessionDep, TimersDep
+from shared.app import ClockDep, OutboxDep, ReadSessionDep, SessionDep, TimersDep
 from shared.auth import CurrentPrincipal, require
 from shared.concurrency import check_if_match, etag
 from shared.contracts.common import ContactKind, Priority
@@ -69,7 +69,7 @@ async def open_ticket(
     dependencies=[require("tickets:read")],
     responses=problem_responses(404),
 )
-async def read_ticket(ticket_id: uuid.UUID, session: SessionDep, response: Response) -> s.TicketOut:
+async def read_ticket(ticket_id: uuid.UUID, session: ReadSessionDep, response: Response) -> s.TicketOut:
     """One ticket, with the actions allowed in its status."""
     ticket = await get_ticket(session, ticket_id)
     response.headers["ETag"] = etag(ticket.version)
@@ -83,7 +83,7 @@ async def read_ticket(ticket_id: uuid.UUID, session: SessionDep, response: Respo
     responses=problem_responses(404),
 )
 async def ticket_history(
-    ticket_id: uuid.UUID, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
+    ticket_id: uuid.UUID, session: ReadSessionDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[s.HistoryOut]:
     """Every change to the ticket, oldest first: actions, replies, notes, escalations."""
     await get_ticket(session, ticket_id)
@@ -101,7 +101,7 @@ async def ticket_history(
     responses=problem_responses(400),
 )
 async def list_tickets(
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Limit = 50,
     cursor: Cursor = None,
     contact_id: Annotated[

@@ -16,7 +16,7 @@ from services.analytics.models import SlaEvent, TicketFact
 from services.analytics.satisfaction import SEGMENTS, satisfaction
 from services.analytics.schemas import Overview, Report
 from services.analytics.settings import analytics_settings
-from shared.app import ClockDep, SessionDep
+from shared.app import ClockDep, ReadSessionDep
 from shared.auth import require
 from shared.errors import Problem, problem_responses
 
@@ -31,7 +31,7 @@ Dimension = Annotated[str | None, Query(max_length=200)]
 
 @router.get("/overview", response_model=Overview, dependencies=[require("metrics:read")])
 async def overview(
-    session: SessionDep,
+    session: ReadSessionDep,
     since: Annotated[datetime | None, Query(description="Inclusive start, ISO 8601.")] = None,
     until: Annotated[datetime | None, Query(description="Exclusive end, ISO 8601.")] = None,
 ) -> Overview:
@@ -93,7 +93,7 @@ async def overview(
 
 @router.get("/tickets", response_model=Report, dependencies=[require("metrics:read")])
 async def tickets(
-    session: SessionDep,
+    session: ReadSessionDep,
     clock: ClockDep,
     since: Since = None,
     until: Until = None,
@@ -172,7 +172,7 @@ def _breakdowns(include: str | None) -> set[str]:
 
 @router.get("/satisfaction", response_model=Report, dependencies=[require("metrics:read")])
 async def satisfaction_report(
-    session: SessionDep,
+    session: ReadSessionDep,
     clock: ClockDep,
     since: Since = None,
     until: Until = None,
@@ -222,7 +222,7 @@ async def satisfaction_report(
 
 @router.get("/briefs", response_model=Report, dependencies=[require("metrics:read")])
 async def briefs(
-    session: SessionDep,
+    session: ReadSessionDep,
     clock: ClockDep,
     since: Since = None,
     until: Until = None,
