@@ -351,31 +351,55 @@ async def _fold_rollups(
     """The headline from the rollups, if they serve the report; False (nothing folded) if not.
 
     They serve a report in a zone whose rollups are built, filtered on nothing but kind and channel.
-    The whole buckets of the rollups' grain inside the window come from rollup rows; the parts of the
-    window before the first and after the last whole bucket (a window need not start at midnight) are
-    scanned from the facts as before, so the report is the fact scan's, bucket for bucket.
+    The whole weeks (for a weekly report) and then the whole days inside the window come from rollup
+    rows; what is left at its ends (a window need not start at midnight) is scanned from the facts as
+    before, so the report is the fact scan's, bucket for bucket.
     """
     active = filters.active()
     if not set(active) <= {"kind", "channel"} or not await rollups.built(session, fold.tz.key):
         return False
-    grain, tz = rollups.rollup_grain(fold.grain), fold.tz
-    first = bucket_start(since, grain, tz)
-    if local_midnight(first, tz) < since:
-        first = next_bucket(first, grain)
-    end = bucket_start(until, grain, tz)
-    if first >= end:
-        return False  # no whole bucket inside the window
-    rows = await rollups.read(
-        session,
-        zone=tz.key,
-        grain=grain,
-        kind=active.get("kind"),
-        channel=active.get("channel"),
-        first=first,
-        end=end,
-    )
+    tz, used = fold.tz, False
+    left = [(since, until)]
+    for grain in dict.fromkeys((rollups.rollup_grain(fold.grain), Grain.DAY)):
+        rest = []
+        for start, stop in left:
+            first = bucket_start(start, grain, tz)
+            if local_midnight(first, tz) < start:
+                first = next_bucket(first, grain)
+            end = bucket_start(stop, grain, tz)
+            if first >= end:  # no whole bucket of this grain in there
+                rest.append((start, stop))
+                continue
+            rows = await rollups.read(
+                session,
+                zone=tz.key,
+                grain=grain,
+                kind=active.get("kind"),
+                channel=active.get("channel"),
+                first=first,
+                end=end,
+            )
+            _fold_rollup_rows(fold, rows, same_grain=grain is fold.grain)
+            used = True
+            if start < (opens := local_midnight(first, tz)):
+                rest.append((start, opens))
+            if (closes := local_midnight(end, tz)) < stop:
+                rest.append((closes, stop))
+        left = rest
+    if not used:
+        return False
+    for start, stop in left:
+        await headline(since=start, until=stop, large=False)
+    return True
+
+
+def _fold_rollup_rows(fold: _Fold, rows: Iterable[Any], *, same_grain: bool) -> None:
     for row in rows:
-        bucket = row.bucket.replace(day=1) if fold.grain is Grain.MONTH else row.bucket
+        bucket = (
+            row.bucket
+            if same_grain
+            else bucket_start(local_midnight(row.bucket, fold.tz), fold.grain, fold.tz)
+        )
         calendar = grouped.Bins(rollups.bins(row.calendar_bins))
         business = grouped.Bins(rollups.bins(row.business_bins))
         if row.side == "created":
@@ -390,11 +414,6 @@ async def _fold_rollups(
             sketches = fold.resolution.sketches[bucket]
         grouped.add_bins(sketches, "calendar", calendar)
         grouped.add_bins(sketches, "business", business)
-    if since < (start := local_midnight(first, tz)):
-        await headline(since=since, until=start, large=False)
-    if (stop := local_midnight(end, tz)) < until:
-        await headline(since=stop, until=until, large=False)
-    return True
 
 
 _SLA_COLUMNS = (
