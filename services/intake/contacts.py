@@ -106,7 +106,8 @@ async def identify(session: AsyncSession, who: ContactCustomer, *, outbox: Outbo
                     outbox=outbox,
                     clock=clock,
                 )
-        except IntegrityError:
+        except (IntegrityError, profiles.IdentifierTaken):
+            # Lost the race: the other request's profile holds the identifier (committed, or about to).
             found = await profiles.owners(session, keys)
             customer = next((found[k] for k in keys if k in found), None)
             if customer is None:

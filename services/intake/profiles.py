@@ -129,6 +129,13 @@ async def find(session: AsyncSession, keys: Sequence[tuple[IdentifierKind, str]]
     return None
 
 
+class IdentifierTaken(Problem):
+    """A 409: the identifier is on another profile (for a new profile: another request just created it)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(409, detail, slug="conflict")
+
+
 async def attach_identifiers(
     session: AsyncSession, customer: Customer, kind: IdentifierKind, values: Iterable[str]
 ) -> None:
@@ -138,7 +145,7 @@ async def attach_identifiers(
     for key in wanted:
         owner = owned.get(key)
         if owner is not None and owner.id != customer.id:
-            raise conflict(
+            raise IdentifierTaken(
                 f"The {kind} {key[1]!r} already belongs to customer {owner.id}; merge the profiles instead."
             )
         if owner is None:
