@@ -52,8 +52,9 @@ class Desk:
     async def open(self, ticket: Ticket, *, actor: str) -> Ticket:
         now = self.clock.now()
         ticket.created_at = ticket.updated_at = now
+        # Not flushed yet: the ticket is inserted with its policy and next due time already set, with its
+        # clocks, in one flush, rather than inserted and then updated twice.
         self.session.add(ticket)
-        await self.session.flush()
         policy, targets = await sla.start_ticket_clocks(self.session, ticket, timers=self.timers, now=now)
         self._record(ticket, actor, "open", None, ticket.status, {"policy": ticket.policy_name}, now)
         await self.outbox.add(

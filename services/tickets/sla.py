@@ -183,7 +183,6 @@ async def start_clock(
     if policies.pauses_in(policy, metric, ticket.status):
         clocks.pause(clock, calendar, now)
     session.add(clock)
-    await session.flush()
     if sync:
         await sync_timers(session, timers, [clock])
     return clock
@@ -200,8 +199,8 @@ async def start_ticket_clocks(
         clock = await start_clock(session, ticket, policy, metric, timers=timers, now=now, sync=False)
         if clock is not None:
             started.append(clock)
-    await sync_timers(session, timers, started)
     refresh_ticket_sla(ticket, started)
+    await sync_timers(session, timers, started)
     targets = [
         SlaTarget(
             metric=SlaMetric(c.metric),
