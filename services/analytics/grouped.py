@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from itertools import accumulate
 from typing import Any
@@ -123,6 +124,23 @@ def _edges(column: Any, edges: Sequence[datetime]) -> Any:
     return sa.func.width_bucket(column, array)
 
 
+@asynccontextmanager
+async def more_work_mem(session: AsyncSession) -> AsyncIterator[None]:
+    """`work_mem` raised for the statements inside: for the transaction, or, in a session without one
+    (read-only routes run in autocommit), for the connection until reset on the way out."""
+    connection = (await session.connection()).sync_connection
+    assert connection is not None
+    if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        await session.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+        yield
+        return
+    await session.execute(sa.text(f"SET work_mem = '{WORK_MEM}'"))
+    try:
+        yield
+    finally:
+        await session.execute(sa.text("RESET work_mem"))
+
+
 async def fold_headline(
     session: AsyncSession,
     fold: Any,
@@ -137,10 +155,26 @@ async def fold_headline(
     """Fill `fold`'s buckets (counts, duration bins, resolution flags) from two grouped index scans.
 
     `large=False` for a short stretch of time (the ends of a window read from rollups): the default
-    work memory then suffices and one round trip is saved.
+    work memory then suffices and round trips are saved.
     """
-    if large:
-        await session.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    if not large:
+        return await _fold_headline(
+            session, fold, since=since, until=until, where=where, starts=starts, edges=edges
+        )
+    async with more_work_mem(session):
+        await _fold_headline(session, fold, since=since, until=until, where=where, starts=starts, edges=edges)
+
+
+async def _fold_headline(
+    session: AsyncSession,
+    fold: Any,
+    *,
+    since: datetime,
+    until: datetime,
+    where: list[Any],
+    starts: Sequence[Any],
+    edges: Sequence[datetime],
+) -> None:
     f = TicketFact
     done = f.status.in_(_DONE)  # type: ignore[attr-defined]
     flag = lambda condition: sa.case((condition, 1), else_=0)  # noqa: E731
@@ -206,10 +240,10 @@ async def fold_facts(
     """Fill `fold` (a kpis._Fold) with the breakdowns too: per agent, per group, per complaint category."""
     tz = fold.tz.key
     # The grouping sets hash tens of thousands of (bucket, bin) groups: with the default 4 MB PostgreSQL
-    # sorts them on disk instead, several times slower. Local to this read-only transaction.
-    await session.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
-    await _created(session, fold, since, until, where, tz)
-    await _resolved(session, fold, since, until, where, tz)
+    # sorts them on disk instead, several times slower.
+    async with more_work_mem(session):
+        await _created(session, fold, since, until, where, tz)
+        await _resolved(session, fold, since, until, where, tz)
 
 
 async def _created(

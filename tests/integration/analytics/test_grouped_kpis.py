@@ -158,3 +158,25 @@ async def test_rebuild_on_postgresql_reproduces_what_batches_built(analytics_app
     assert len(before) == 40
     await rebuild(runtime.db, registry, runtime.clock, batch=7)
     assert await facts() == before
+
+
+async def test_a_report_read_without_a_transaction_leaves_work_mem_as_it_was(analytics_app: FastAPI) -> None:
+    import sqlalchemy as sa
+
+    runtime = analytics_app.state.runtime
+    outcomes = [await runtime.consumer(delivery(t, d)) for t, d in tickets(20)]
+    assert {o.kind for o in outcomes} == {OutcomeKind.HANDLED}
+    async with runtime.db.reading() as session:  # as the read-only routes run: autocommit
+        default = (await session.execute(sa.text("SHOW work_mem"))).scalar_one()
+        for include in ((), ("agents", "groups")):
+            report = await ticket_kpis(
+                session,
+                since=START - 48 * H,
+                until=START + 24 * 30 * H,
+                grain=Grain.WEEK,
+                tz=ZoneInfo("Asia/Shanghai"),
+                filters=TicketFilters(priority="normal"),  # not served by rollups: the facts are scanned
+                include=include,
+            )
+            assert report["totals"]["created"] == 20
+            assert (await session.execute(sa.text("SHOW work_mem"))).scalar_one() == default
