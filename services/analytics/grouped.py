@@ -87,7 +87,7 @@ class Bins:
     def get_quantile_value(self, quantile: float) -> float | None:
         if self._ranks is None:  # once for the three percentiles a report asks of each sketch
             keys = sorted(self._bins)
-            self._ranks = keys, list(accumulate(self._bins[k] for k in keys))
+            self._ranks = keys, list(accumulate(map(self._bins.__getitem__, keys)))
         keys, cumulative = self._ranks
         count = cumulative[-1] if cumulative else 0
         if not 0 <= quantile <= 1 or count == 0:

@@ -306,21 +306,31 @@ async def read(
     first: date,
     end: date,
 ) -> Sequence[Any]:
-    """The rows of buckets starting in [first, end), both sides: several per bucket for one filter."""
-    r = TicketRollup.__table__.c  # type: ignore[attr-defined]
+    """The rows of buckets starting in [first, end), both sides: several per bucket for one filter.
+
+    The bins come back as parallel key and count arrays (`calendar_keys`, `calendar_counts`, …): the
+    database unpacks the JSONB, and the driver decodes integer arrays without a JSON parse in Python.
+    """
     if kind is None and channel is None:
-        dimensions = [r.kind == ANY, r.channel == ANY]
+        dimensions = "r.kind = '*' AND r.channel = '*'"
     else:  # the (kind, channel) rows that match: one per bucket and side with both, a few with one
-        dimensions = [
-            r.kind == kind if kind is not None else r.kind != ANY,
-            r.channel == channel if channel is not None else r.channel != ANY,
-        ]
-    query = sa.select(r.bucket, r.side, *(r[c] for c in COUNTERS), r.calendar_bins, r.business_bins).where(
-        r.zone == zone, r.grain == grain.value, *dimensions, r.bucket >= first, r.bucket < end
+        dimensions = ("r.kind = :kind" if kind is not None else "r.kind <> '*'") + (
+            " AND r.channel = :channel" if channel is not None else " AND r.channel <> '*'"
+        )
+    query = sa.text(
+        "SELECT r.bucket, r.side, "
+        + ", ".join(f"r.{c}" for c in COUNTERS)
+        + ", c.keys AS calendar_keys, c.counts AS calendar_counts, "
+        "b.keys AS business_keys, b.counts AS business_counts FROM ticket_rollups AS r "
+        + " ".join(
+            f"CROSS JOIN LATERAL (SELECT coalesce(array_agg(CAST(key AS INTEGER)), '{{}}') AS keys, "
+            f"coalesce(array_agg(CAST(value AS INTEGER)), '{{}}') AS counts "
+            f"FROM jsonb_each_text(r.{column})) AS {alias}"
+            for column, alias in (("calendar_bins", "c"), ("business_bins", "b"))
+        )
+        + f" WHERE r.zone = :zone AND r.grain = :grain AND {dimensions} AND r.bucket >= :first "
+        "AND r.bucket < :end"
     )
-    return (await session.execute(query)).all()
-
-
-def bins(stored: dict[str, int]) -> dict[int, int]:
-    """Stored bins (JSON keys are text) as the report's key → count."""
-    return {int(key): count for key, count in stored.items()}
+    parameters: dict[str, Any] = {"zone": zone, "grain": grain.value, "first": first, "end": end}
+    parameters |= {name: value for name, value in (("kind", kind), ("channel", channel)) if value}
+    return (await session.execute(query, parameters)).all()
