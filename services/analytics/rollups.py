@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.buckets import Grain, bucket_start
+from services.analytics.grouped import more_work_mem
 from services.analytics.models import RollupZone, TicketRollup
 from services.analytics.settings import analytics_settings
 from shared.db import dialect_name
@@ -280,13 +281,13 @@ def _backfill_sql(grain: Grain) -> sa.TextClause:
 async def backfill(session: AsyncSession, zones: Iterable[str], *, now: datetime) -> None:
     """Build the zones' rollups from the facts, which no batch may change meanwhile (a table lock)."""
     await session.execute(sa.text("LOCK TABLE ticket_facts IN SHARE MODE"))
-    await session.execute(sa.text("SET LOCAL work_mem = '64MB'"))
-    for zone in zones:
-        ZoneInfo(zone)  # an unknown zone fails here, not half-way
-        await session.execute(sa.delete(TicketRollup).where(TicketRollup.zone == zone))  # type: ignore[arg-type]
-        for grain in GRAINS:
-            await session.execute(_backfill_sql(grain), {"zone": zone})
-        await session.merge(RollupZone(zone=zone, built_at=now))
+    async with more_work_mem(session):
+        for zone in zones:
+            ZoneInfo(zone)  # an unknown zone fails here, not half-way
+            await session.execute(sa.delete(TicketRollup).where(TicketRollup.zone == zone))  # type: ignore[arg-type]
+            for grain in GRAINS:
+                await session.execute(_backfill_sql(grain), {"zone": zone})
+            await session.merge(RollupZone(zone=zone, built_at=now))
 
 
 async def built(session: AsyncSession, zone: str) -> bool:
