@@ -292,9 +292,7 @@ async def backfill(session: AsyncSession, zones: Iterable[str], *, now: datetime
 
 async def built(session: AsyncSession, zone: str) -> bool:
     """Whether reports in `zone` may read rollups: kept by the projector and built from the facts."""
-    if zone not in rollup_zones() or dialect_name(session) != "postgresql":
-        return False
-    return await session.get(RollupZone, zone) is not None
+    return zone in kept(session) and await session.get(RollupZone, zone) is not None
 
 
 async def read(
