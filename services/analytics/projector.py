@@ -253,7 +253,7 @@ async def upsert_tickets(
             .values({name: sa.bindparam(name) for name in _DURATIONS}),
             corrections,
         )
-        if dialect_name(session) == "postgresql":
+        if rollups.kept(session):
             # The database derives the bins from the corrected durations; the rollups count those.
             bins = await session.execute(
                 sa.select(_facts.c.ticket_id, *(_facts.c[name] for name in rollups.BIN_COLUMNS)).where(
