@@ -60,7 +60,7 @@ class BusinessCalendar:
 def _open_intervals(
     calendar: BusinessCalendar, day: date
 ) -> tuple[tuple[tuple[datetime, datetime], ...], timedelta]:
-    """A day's open intervals as UTC instants, and their total length in seconds.
+    """A day's open intervals as UTC instants, and their total length.
 
     The projector asks this for every duration it folds, mostly about the same recent days; the
     statutory calendar's lookup and the zone arithmetic are the costly part, so a day is worked out once.
