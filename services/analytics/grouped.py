@@ -9,10 +9,10 @@ that return, per bucket, the sorted bins and their counts as two arrays.
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
 from datetime import datetime
 from itertools import accumulate
 from typing import Any
@@ -124,7 +124,7 @@ def _edges(column: Any, edges: Sequence[datetime]) -> Any:
     return sa.func.width_bucket(column, array)
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def more_work_mem(session: AsyncSession) -> AsyncIterator[None]:
     """`work_mem` raised for the statements inside: for the transaction, or, in a session without one
     (read-only routes run in autocommit), for the connection until reset on the way out."""
@@ -157,81 +157,64 @@ async def fold_headline(
     `large=False` for a short stretch of time (the ends of a window read from rollups): the default
     work memory then suffices and round trips are saved.
     """
-    if not large:
-        return await _fold_headline(
-            session, fold, since=since, until=until, where=where, starts=starts, edges=edges
-        )
-    async with more_work_mem(session):
-        await _fold_headline(session, fold, since=since, until=until, where=where, starts=starts, edges=edges)
-
-
-async def _fold_headline(
-    session: AsyncSession,
-    fold: Any,
-    *,
-    since: datetime,
-    until: datetime,
-    where: list[Any],
-    starts: Sequence[Any],
-    edges: Sequence[datetime],
-) -> None:
-    f = TicketFact
-    done = f.status.in_(_DONE)  # type: ignore[attr-defined]
-    flag = lambda condition: sa.case((condition, 1), else_=0)  # noqa: E731
-    sides = {
-        "created": (
-            f.created_at,
-            f.first_response_bin,
-            f.first_response_business_bin,
-            [
-                sa.literal(1).label("done"),
-                *(sa.literal(0).label(n) for n in ("reopened", "one_touch", "touched")),
-            ],
-        ),
-        "resolved": (
-            f.resolved_at,
-            f.resolution_bin,
-            f.resolution_business_bin,
-            [
-                flag(done).label("done"),
-                flag(f.reopen_count > 0).label("reopened"),
-                flag(sa.and_(done, f.public_replies == 1, f.reopen_count == 0)).label("one_touch"),
-                flag(sa.and_(done, sa.func.coalesce(f.public_replies, 0) >= 1)).label("touched"),
-            ],
-        ),
-    }
-    counted = ("done", "reopened", "one_touch", "touched")
-    for side, (at, k_cal, k_bus, flags) in sides.items():
-        inner = (
-            sa.select(_edges(at, edges).label("b"), k_cal.label("k_cal"), k_bus.label("k_bus"), *flags)
-            .where(at >= since, at < until, *where)
-            .subquery()
-        )
-        c = inner.c
-        # The index yields rows in time order, so grouping by bucket streams; the bins of each bucket
-        # come back as two plain arrays and are counted in Python (a C loop), which is cheaper than
-        # hashing every (bucket, bin) pair in the database.
-        query = sa.select(
-            c.b,
-            sa.func.array_agg(c.k_cal),
-            sa.func.array_agg(c.k_bus),
-            *(sa.cast(sa.func.sum(c[name]), sa.BigInteger) for name in counted),
-        ).group_by(c.b)
-        for b, cal, bus, n_done, reopened, one_touch, touched in (await session.execute(query)).all():
-            if not 1 <= b <= len(starts):
-                continue
-            bucket = starts[b - 1]
-            sketches = (fold.response if side == "created" else fold.resolution).sketches[bucket]
-            add_bins(sketches, "calendar", Bins.counted(cal))
-            add_bins(sketches, "business", Bins.counted(bus))
-            if side == "created":
-                fold.created[bucket] += len(cal)
-            else:
-                fold.resolved[bucket] += n_done
-                fold.resolutions += len(cal)
-                fold.reopened += reopened
-                fold.one_touch += one_touch
-                fold.touched += touched
+    async with more_work_mem(session) if large else contextlib.nullcontext():
+        f = TicketFact
+        done = f.status.in_(_DONE)  # type: ignore[attr-defined]
+        flag = lambda condition: sa.case((condition, 1), else_=0)  # noqa: E731
+        sides = {
+            "created": (
+                f.created_at,
+                f.first_response_bin,
+                f.first_response_business_bin,
+                [
+                    sa.literal(1).label("done"),
+                    *(sa.literal(0).label(n) for n in ("reopened", "one_touch", "touched")),
+                ],
+            ),
+            "resolved": (
+                f.resolved_at,
+                f.resolution_bin,
+                f.resolution_business_bin,
+                [
+                    flag(done).label("done"),
+                    flag(f.reopen_count > 0).label("reopened"),
+                    flag(sa.and_(done, f.public_replies == 1, f.reopen_count == 0)).label("one_touch"),
+                    flag(sa.and_(done, sa.func.coalesce(f.public_replies, 0) >= 1)).label("touched"),
+                ],
+            ),
+        }
+        counted = ("done", "reopened", "one_touch", "touched")
+        for side, (at, k_cal, k_bus, flags) in sides.items():
+            inner = (
+                sa.select(_edges(at, edges).label("b"), k_cal.label("k_cal"), k_bus.label("k_bus"), *flags)
+                .where(at >= since, at < until, *where)
+                .subquery()
+            )
+            c = inner.c
+            # The index yields rows in time order, so grouping by bucket streams; the bins of each bucket
+            # come back as two plain arrays and are counted in Python (a C loop), which is cheaper than
+            # hashing every (bucket, bin) pair in the database.
+            query = sa.select(
+                c.b,
+                sa.func.array_agg(c.k_cal),
+                sa.func.array_agg(c.k_bus),
+                *(sa.cast(sa.func.sum(c[name]), sa.BigInteger) for name in counted),
+            ).group_by(c.b)
+            for b, cal, bus, n_done, reopened, one_touch, touched in (await session.execute(query)).all():
+                if not 1 <= b <= len(starts):
+                    continue
+                bucket = starts[b - 1]
+                sketches = (fold.response if side == "created" else fold.resolution).sketches[bucket]
+                add_bins(sketches, "calendar", Bins.counted(cal))
+                add_bins(sketches, "business", Bins.counted(bus))
+                if side == "created":
+                    fold.created[bucket] += len(cal)
+                else:
+                    fold.resolved[bucket] += n_done
+                    fold.resolutions += len(cal)
+                    fold.reopened += reopened
+                    fold.one_touch += one_touch
+                    fold.touched += touched
 
 
 async def fold_facts(
