@@ -221,11 +221,10 @@ class EventConsumer:
         a future per delivery cost more than handling the batch. False means "not taken" (no batch route,
         or not a valid event): the transport then awaits `self(delivery)`, which handles or judges it.
         """
-        if not self.handlers.batches or len(delivery.body) > self.max_event_bytes:
+        if not self.handlers.batches:
             return False
         try:
-            envelope = parse_message(delivery.body, delivery.headers, delivery.content_type)
-            data = self.registry.validate_data(envelope)
+            envelope, data = self._read(delivery)
         except InvalidEvent:
             return False
         route = self.handlers.batch_route(envelope.type)
@@ -237,13 +236,8 @@ class EventConsumer:
     async def __call__(self, delivery: Delivery) -> Outcome:
         event_type = delivery.routing_key or "unknown"
         try:
-            if len(delivery.body) > self.max_event_bytes:
-                raise InvalidEvent(
-                    f"body of {len(delivery.body)} bytes exceeds the {self.max_event_bytes}-byte limit"
-                )
-            envelope = parse_message(delivery.body, delivery.headers, delivery.content_type)
+            envelope, data = self._read(delivery)
             event_type = envelope.type
-            data = self.registry.validate_data(envelope)
             route = self.handlers.batch_route(envelope.type)
             handler = route.one if route is not None else self.handlers.by_type.get(envelope.type)
             if handler is None:
@@ -254,6 +248,15 @@ class EventConsumer:
         if route is not None:
             return await self._park(route, delivery, envelope, data)
         return await self._handle_one(delivery, envelope, data, handler)
+
+    def _read(self, delivery: Delivery) -> tuple[CloudEvent, Any]:
+        """The delivery's envelope and validated data; InvalidEvent says why not (too big read unparsed)."""
+        if len(delivery.body) > self.max_event_bytes:
+            raise InvalidEvent(
+                f"body of {len(delivery.body)} bytes exceeds the {self.max_event_bytes}-byte limit"
+            )
+        envelope = parse_message(delivery.body, delivery.headers, delivery.content_type)
+        return envelope, self.registry.validate_data(envelope)
 
     async def _handle_one(
         self, delivery: Delivery, envelope: CloudEvent, data: Any, handler: Handler
