@@ -119,14 +119,14 @@ class Outbox:
         return event
 
     def row(
-        self, type: str, data: BaseModel, *, subject: str | None = None
+        self, type: str, data: BaseModel, *, subject: str | None = None, now: datetime | None = None
     ) -> tuple[CloudEvent, dict[str, Any]]:
         """The event and the outbox row `add` would insert, for a writer that inserts it in its own
         statement; it must call `committed()` once its transaction commits."""
         expected = self.registry.get(type).data_model
         if not isinstance(data, expected):
             raise TypeError(f"{type} carries {expected.__name__}, not {data.__class__.__name__}")
-        now = self.clock.now()
+        now = now or self.clock.now()
         event, payload = _event_row(
             type=type,
             source=self.source,
@@ -154,37 +154,10 @@ class Outbox:
         if not events:
             return []
         now = self.clock.now()
-        correlation = correlation_id.get()
-        made = []
-        for type, data, subject in events:
-            expected = self.registry.get(type).data_model
-            if not isinstance(data, expected):
-                raise TypeError(f"{type} carries {expected.__name__}, not {data.__class__.__name__}")
-            made.append(
-                make_event(
-                    type=type,
-                    source=self.source,
-                    data=data,
-                    subject=subject,
-                    time=now,
-                    correlation_id=correlation,
-                )
-            )
-        await session.execute(
-            _INSERT,
-            [
-                {
-                    "event_id": event.id,
-                    "type": event.type,
-                    "payload": event.to_json(),
-                    "correlation_id": event.correlationid,
-                    "created_at": now,
-                }
-                for event in made
-            ],
-        )
+        made = [self.row(type, data, subject=subject, now=now) for type, data, subject in events]
+        await session.execute(_INSERT, [row for _, row in made])
         session.sync_session.info.setdefault(_WAKE_KEY, set()).add(self.wake)
-        return made
+        return [event for event, _ in made]
 
 
 @sa_event.listens_for(Session, "after_commit")
