@@ -205,9 +205,7 @@ class AmqpTransport:
         cast(Any, channel).reopen_callbacks.add(start)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        _keep_running(self._tasks, work)
 
     async def _handle(
         self,
@@ -443,9 +441,14 @@ class _Acks:
                 self._send(message, multiple=False)
 
     def _send(self, message: _Incoming, *, multiple: bool) -> None:
-        task = asyncio.get_running_loop().create_task(_ack(message, multiple=multiple))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        _keep_running(self.tasks, _ack(message, multiple=multiple))
+
+
+def _keep_running(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` in a task held in `tasks` until it ends (the loop keeps only weak references)."""
+    task = asyncio.get_running_loop().create_task(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 async def _ack(message: _Incoming, *, multiple: bool) -> None:
