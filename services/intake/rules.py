@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -55,17 +54,12 @@ async def current_on_driver(connection: Any, key: str) -> list[Rule]:
     """`current` for a writer holding the driver's (asyncpg's) connection rather than a session."""
     if (known := cached(key)) is not None:
         return known
+    # The pool's connections decode JSON columns (SQLAlchemy registers the codec on each one).
     rules = [
-        Rule(r["target"], r["value"], tuple(_decoded(r["keywords"])))
-        for r in await connection.fetch(_SELECT_ON_DRIVER)
+        Rule(r["target"], r["value"], tuple(r["keywords"])) for r in await connection.fetch(_SELECT_ON_DRIVER)
     ]
     _cache[key] = (time.monotonic(), rules)
     return rules
-
-
-def _decoded(keywords: Any) -> list[str]:
-    # SQLAlchemy's pool connections decode JSON columns; a bare asyncpg connection returns text.
-    return list(json.loads(keywords) if isinstance(keywords, str) else keywords)
 
 
 async def replace(session: AsyncSession, rules: Sequence[RuleIn]) -> list[Rule]:
