@@ -23,23 +23,14 @@ from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.models import TicketFact
-from services.analytics.statistics import LN_MULTIPLIER, MAPPING, ZERO
+from services.analytics.statistics import MAPPING, ZERO
 
 _DONE = ("resolved", "closed")
 WORK_MEM = "64MB"
 
 
-def bin_of(column: Any) -> Any:
-    """The DDSketch bin of a duration expression, in SQL (NULL stays NULL, zero gets its own bin)."""
-    return sa.case(
-        (column.is_(None), sa.null()),
-        (column <= 0, ZERO),
-        else_=sa.cast(sa.func.ceil(sa.func.ln(column) * LN_MULTIPLIER), sa.Integer),
-    )
-
-
 def python_bin(value: float) -> int:
-    """The same bin as `bin_of`, as the library computes it (for tests)."""
+    """The same bin as `statistics.bin_sql`, as the library computes it (for tests)."""
     return ZERO if value <= MAPPING.min_possible else int(MAPPING.key(value))
 
 
