@@ -55,8 +55,9 @@ class Bins:
         self._ranks: tuple[list[int], list[int]] | None = None  # sorted keys, cumulative counts
 
     @classmethod
-    def of(cls, keys: Iterable[int | None], counts: Iterable[int]) -> Bins:
-        return cls({k: n for k, n in zip(keys, counts, strict=True) if k is not None})
+    def of(cls, keys: Iterable[int], counts: Iterable[int]) -> Bins:
+        """The bins of parallel key and count arrays (a rollup row's, as the database unpacks them)."""
+        return cls(dict(zip(keys, counts, strict=True)))
 
     @classmethod
     def counted(cls, keys: Iterable[int | None]) -> Bins:

@@ -400,8 +400,8 @@ def _fold_rollup_rows(fold: _Fold, rows: Iterable[Any], *, same_grain: bool) -> 
             if same_grain
             else bucket_start(local_midnight(row.bucket, fold.tz), fold.grain, fold.tz)
         )
-        calendar = grouped.Bins(dict(zip(row.calendar_keys, row.calendar_counts, strict=True)))
-        business = grouped.Bins(dict(zip(row.business_keys, row.business_counts, strict=True)))
+        calendar = grouped.Bins.of(row.calendar_keys, row.calendar_counts)
+        business = grouped.Bins.of(row.business_keys, row.business_counts)
         if row.side == "created":
             fold.created[bucket] += row.n
             sketches = fold.response.sketches[bucket]
