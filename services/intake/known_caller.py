@@ -118,7 +118,7 @@ async def record(
         customer = KnownCustomer(owners[0]["id"], owners[0]["display_name"], owners[0]["tier"])
         verdict = classify(
             f"{request.subject}\n{request.body}",
-            await rules.current_on_driver(connection, rules.cache_key(db.engine.url)),
+            await rules.current_on_driver(connection, db.engine.url),
             tier=Tier(customer.tier),
             kind=request.kind,
             priority=request.priority,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,58 +11,40 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.classification import DEFAULT_RULES, Rule
 from services.intake.models import ClassificationRule
 from services.intake.schemas import RuleIn
+from shared.recent import RecentReads
 from shared.runtime import Runtime
 
 # Rules are read on every contact and change rarely: each process keeps them for a few seconds. A change
 # made through this process is seen at once; one made through another replica within CACHE_SECONDS.
 CACHE_SECONDS = 5.0
-_cache: dict[str, tuple[float, list[Rule]]] = {}
-
-
-def _cache_key(session: AsyncSession) -> str:
-    return cache_key(session.get_bind().url)
-
-
-def cache_key(url: object) -> str:
-    """Rules are cached per database (tests run several in one process)."""
-    return str(url)
-
-
-def cached(key: str) -> list[Rule] | None:
-    """The rules if this process read them within CACHE_SECONDS, without touching the database."""
-    entry = _cache.get(key)
-    if entry is not None and time.monotonic() - entry[0] < CACHE_SECONDS:
-        return entry[1]
-    return None
+_recent: RecentReads[list[Rule]] = RecentReads(CACHE_SECONDS)
 
 
 async def current(session: AsyncSession) -> list[Rule]:
-    key = _cache_key(session)
-    if (known := cached(key)) is not None:
+    database = session.get_bind().url
+    if (known := _recent.get(database)) is not None:
         return known
     query = sa.select(ClassificationRule).order_by(ClassificationRule.position)  # type: ignore[arg-type]
     rules = [Rule(r.target, r.value, tuple(r.keywords)) for r in (await session.execute(query)).scalars()]
-    _cache[key] = (time.monotonic(), rules)
-    return rules
+    return _recent.put(database, rules)
 
 
 _SELECT_ON_DRIVER = "SELECT target, value, keywords FROM classification_rules ORDER BY position"
 
 
-async def current_on_driver(connection: Any, key: str) -> list[Rule]:
-    """`current` for a writer holding the driver's (asyncpg's) connection rather than a session."""
-    if (known := cached(key)) is not None:
+async def current_on_driver(connection: Any, database: object) -> list[Rule]:
+    """`current` for a writer holding the driver's (asyncpg's) connection to `database` (its URL)."""
+    if (known := _recent.get(database)) is not None:
         return known
     # The pool's connections decode JSON columns (SQLAlchemy registers the codec on each one).
     rules = [
         Rule(r["target"], r["value"], tuple(r["keywords"])) for r in await connection.fetch(_SELECT_ON_DRIVER)
     ]
-    _cache[key] = (time.monotonic(), rules)
-    return rules
+    return _recent.put(database, rules)
 
 
 async def replace(session: AsyncSession, rules: Sequence[RuleIn]) -> list[Rule]:
-    _cache.pop(_cache_key(session), None)
+    _recent.forget(session.get_bind().url)
     await session.execute(sa.delete(ClassificationRule))
     for position, rule in enumerate(rules):
         session.add(

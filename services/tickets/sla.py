@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -30,6 +29,7 @@ from shared.contracts.tickets import (
 )
 from shared.ids import new_id
 from shared.outbox import Outbox
+from shared.recent import RecentReads
 from shared.timers import DueTimer, TimerContext, TimerHandlers, Timers
 
 WARNING, BREACH = "sla.warning", "sla.breach"
@@ -58,7 +58,7 @@ def to_calendar(row: Calendar | None) -> BusinessCalendar:
 POLICY_CACHE_SECONDS = 5.0
 _calendars: dict[uuid.UUID, BusinessCalendar] = {}
 _CALENDARS_KEPT = 1000
-_active_policies: dict[str, tuple[float, list[SlaPolicy]]] = {}
+_active_policies: RecentReads[list[SlaPolicy]] = RecentReads(POLICY_CACHE_SECONDS)
 
 
 async def calendar_for(session: AsyncSession, calendar_id: uuid.UUID | None) -> BusinessCalendar:
@@ -75,21 +75,19 @@ async def calendar_for(session: AsyncSession, calendar_id: uuid.UUID | None) -> 
 
 async def active_policies(session: AsyncSession) -> list[SlaPolicy]:
     """The active policies, read at most every POLICY_CACHE_SECONDS per database (read-only copies)."""
-    key = str(session.get_bind().url)
-    entry = _active_policies.get(key)
-    if entry is not None and time.monotonic() - entry[0] < POLICY_CACHE_SECONDS:
-        return entry[1]
+    database = session.get_bind().url
+    if (known := _active_policies.get(database)) is not None:
+        return known
     rows = list((await session.execute(sa.select(SlaPolicy).where(col(SlaPolicy.active)))).scalars())
-    _active_policies[key] = (time.monotonic(), rows)
-    return rows
+    return _active_policies.put(database, rows)
 
 
 def forget_policies(session: AsyncSession) -> None:
     """This process is changing a policy: actions read them again once the change commits (and now, so
     this transaction sees its own change)."""
-    key = str(session.get_bind().url)
-    _active_policies.pop(key, None)
-    session.sync_session.info.setdefault(_FORGET_KEY, set()).add(key)
+    database = str(session.get_bind().url)
+    _active_policies.forget(database)
+    session.sync_session.info.setdefault(_FORGET_KEY, set()).add(database)
 
 
 _FORGET_KEY = "kefu.tickets.forget_policies"
@@ -97,8 +95,8 @@ _FORGET_KEY = "kefu.tickets.forget_policies"
 
 @sa_event.listens_for(Session, "after_commit")
 def _forget_committed_policies(session: Session) -> None:
-    for key in session.info.pop(_FORGET_KEY, ()):
-        _active_policies.pop(key, None)
+    for database in session.info.pop(_FORGET_KEY, ()):
+        _active_policies.forget(database)
 
 
 async def policy_of(session: AsyncSession, ticket: Ticket) -> SlaPolicy | None:
