@@ -84,10 +84,16 @@ class Database:
             # serialises writers instead of failing with "database is locked" on upgrade.
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        # Reads take no transaction: under PostgreSQL's READ COMMITTED each statement sees its own
+        # Reads take no transaction on PostgreSQL: under READ COMMITTED each statement sees its own
         # snapshot inside a transaction as well, so BEGIN and COMMIT would only add two round trips.
-        self.read_sessions = async_sessionmaker(
-            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        # Not on SQLite: handing a connection back from AUTOCOMMIT resets pysqlite's own isolation level,
+        # which turns its implicit BEGINs back on under the BEGIN IMMEDIATE this class issues itself.
+        self.read_sessions = (
+            self.sessions
+            if self.is_sqlite
+            else async_sessionmaker(
+                self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+            )
         )
 
     @asynccontextmanager
@@ -98,7 +104,7 @@ class Database:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A session for reading only: each statement on its own, no transaction around them."""
+        """A session for reading only: on PostgreSQL each statement on its own, no transaction around them."""
         async with self.read_sessions() as session:
             yield session
 
