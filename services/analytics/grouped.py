@@ -107,7 +107,7 @@ def _mask(columns: Sequence[Any], grouped: Sequence[Any]) -> int:
     return sum(1 << (len(columns) - 1 - i) for i, c in enumerate(columns) if c.name not in names)
 
 
-def _edges(column: Any, edges: Sequence[datetime]) -> Any:
+def bucket_index(column: Any, edges: Sequence[datetime]) -> Any:
     """The 1-based index of the bucket a timestamp falls in, given the buckets' start instants."""
     array = sa.cast(
         sa.bindparam("edges", list(edges), type_=ARRAY(TIMESTAMP(timezone=True))),
@@ -178,7 +178,9 @@ async def fold_headline(
         counted = ("done", "reopened", "one_touch", "touched")
         for side, (at, k_cal, k_bus, flags) in sides.items():
             inner = (
-                sa.select(_edges(at, edges).label("b"), k_cal.label("k_cal"), k_bus.label("k_bus"), *flags)
+                sa.select(
+                    bucket_index(at, edges).label("b"), k_cal.label("k_cal"), k_bus.label("k_bus"), *flags
+                )
                 .where(at >= since, at < until, *where)
                 .subquery()
             )

@@ -29,9 +29,9 @@ import sqlalchemy as sa
 from ddsketch import DDSketch
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.analytics import grouped, rollups
+from services.analytics import grouped, rollups, sla_clocks
 from services.analytics.buckets import Grain, bucket_start, bucket_starts, local_midnight, next_bucket
-from services.analytics.models import SlaEvent, TicketFact
+from services.analytics.models import SlaClock, TicketFact
 from services.analytics.statistics import merged, quantiles, sketch_of
 from shared.db import dialect_name
 
@@ -69,12 +69,12 @@ class TicketFilters:
 
     def on_sla(self) -> list[sa.ColumnElement[bool]]:
         columns = {
-            "kind": SlaEvent.kind,
-            "priority": SlaEvent.priority,
-            "channel": SlaEvent.channel,
-            "group": SlaEvent.group,
-            "agent": SlaEvent.assignee,
-            "policy": SlaEvent.policy_name,
+            "kind": SlaClock.kind,
+            "priority": SlaClock.priority,
+            "channel": SlaClock.channel,
+            "group": SlaClock.group,
+            "agent": SlaClock.assignee,
+            "policy": SlaClock.policy_name,
         }
         clauses: list[sa.ColumnElement[bool]] = []
         for name, value in self.active().items():
@@ -83,7 +83,7 @@ class TicketFilters:
             else:  # ticket attributes the SLA rows do not carry
                 column = TicketFact.category if name == "category" else TicketFact.customer_tier
                 clauses.append(
-                    SlaEvent.ticket_id.in_(sa.select(TicketFact.ticket_id).where(column == value))  # type: ignore[attr-defined]
+                    SlaClock.ticket_id.in_(sa.select(TicketFact.ticket_id).where(column == value))  # type: ignore[attr-defined]
                 )
         return clauses
 
@@ -117,18 +117,6 @@ class _Sketches:
 
 def _empty_sketches() -> dict[str, DDSketch]:
     return {"calendar": sketch_of(()), "business": sketch_of(())}
-
-
-def _sla_clocks(rows: Iterable[Any]) -> dict[tuple[Any, str, int], Any]:
-    """The outcome of each SLA clock (ticket, metric, cycle): a breach outweighs a later `met`."""
-    clocks: dict[tuple[Any, str, int], Any] = {}
-    for row in rows:
-        if row.outcome == "warning":
-            continue
-        key = (row.ticket_id, row.metric, row.cycle)
-        if key not in clocks or row.outcome == "breach":
-            clocks[key] = row
-    return clocks
 
 
 class _Fold:
@@ -193,10 +181,15 @@ class _Fold:
             if done and row.resolution_seconds is not None:
                 p["res"].add(max(0.0, float(row.resolution_seconds)))
 
+    def sla_counted(self, bucket: date, metric: str, outcome: str, n: int) -> None:
+        """`n` clocks of `metric` decided in `bucket` with `outcome` (`met` or `breach`)."""
+        outcome = "breached" if outcome == "breach" else "met"
+        self.sla_totals[metric][outcome] += n
+        self.sla_by_bucket[bucket][f"{metric}:{outcome}"] += n
+
     def sla_clock(self, row: Any) -> None:
         outcome = "breached" if row.outcome == "breach" else "met"
-        self.sla_totals[row.metric][outcome] += 1
-        self.sla_by_bucket[bucket_start(row.occurred_at, self.grain, self.tz)][f"{row.metric}:{outcome}"] += 1
+        self.sla_counted(bucket_start(row.occurred_at, self.grain, self.tz), row.metric, row.outcome, 1)
         for p in self._people(row.assignee, row.group):
             p[outcome] += 1
         if outcome == "breached":
@@ -236,16 +229,18 @@ async def ticket_kpis(
     starts = bucket_starts(since, until, grain, tz)
 
     fold = _Fold(grain, tz)
-    if in_database if in_database is not None else dialect_name(session) == "postgresql":
-        if extra & {"agents", "groups", "categories"}:
-            await grouped.fold_facts(session, fold, since=since, until=until, where=where)
-        else:
-            edges = [local_midnight(start, tz) for start in starts]
-            headline = partial(grouped.fold_headline, session, fold, where=where, starts=starts, edges=edges)
-            if not (use_rollups and await _fold_rollups(session, fold, headline, since, until, filters)):
-                await headline(since=since, until=until)
-    else:
-        await _fold_rows(session, fold, since=since, until=until, where=where)
+    in_database = in_database if in_database is not None else dialect_name(session) == "postgresql"
+    await _fill(
+        session,
+        fold,
+        since=since,
+        until=until,
+        filters=filters,
+        starts=starts,
+        extra=extra,
+        in_database=in_database,
+        use_rollups=use_rollups,
+    )
     # Two counts, each a range of its own index, rather than one pass over every fact of the filters.
     created_before = (
         await session.execute(
@@ -260,16 +255,6 @@ async def ticket_kpis(
         )
     ).scalar_one()
     open_before = (created_before, resolved_before)
-    sla_rows = (
-        await session.execute(
-            sa.select(*(SlaEvent.__table__.c[name] for name in _SLA_COLUMNS)).where(  # type: ignore[attr-defined]
-                SlaEvent.occurred_at >= since, SlaEvent.occurred_at < until, *filters.on_sla()
-            )
-        )
-    ).all()
-
-    for row in _sla_clocks(sla_rows).values():
-        fold.sla_clock(row)
     created, resolved, response, resolution = fold.created, fold.resolved, fold.response, fold.resolution
     reopened, one_touch, touched = fold.reopened, fold.one_touch, fold.touched
     sla_by_bucket, sla_totals, breaches_by = fold.sla_by_bucket, fold.sla_totals, fold.breaches_by
@@ -340,6 +325,82 @@ async def ticket_kpis(
     return report
 
 
+async def _fill(
+    session: AsyncSession,
+    fold: _Fold,
+    *,
+    since: datetime,
+    until: datetime,
+    filters: TicketFilters,
+    starts: list[date],
+    extra: set[str],
+    in_database: bool,
+    use_rollups: bool,
+) -> None:
+    """Fold the window's facts and SLA clocks: from rollups and grouped scans, or row by row."""
+    where, on_sla = filters.on_facts(), filters.on_sla()
+    # The SLA clocks one by one where a breakdown needs each clock's agent, group or policy (and in the
+    # embedded mode); otherwise counted by the database, or read from the rollups.
+    clocks_by_row = not in_database or bool(extra & {"agents", "groups", "breaches"})
+    if clocks_by_row:
+        for row in await sla_clocks.decided_rows(session, since=since, until=until, where=on_sla):
+            fold.sla_clock(row)
+    if not in_database:
+        await _fold_rows(session, fold, since=since, until=until, where=where)
+        return
+    edges = [local_midnight(start, fold.tz) for start in starts]
+    counted = None if clocks_by_row else on_sla
+    if extra & {"agents", "groups", "categories"}:
+        await grouped.fold_facts(session, fold, since=since, until=until, where=where)
+        await _count_clocks(
+            session, fold, since=since, until=until, on_sla=counted, starts=starts, edges=edges
+        )
+        return
+    scan = partial(_scan_headline, session, fold, where=where, on_sla=counted, starts=starts, edges=edges)
+    if not (
+        use_rollups and await _fold_rollups(session, fold, scan, since, until, filters, sla=not clocks_by_row)
+    ):
+        await scan(since=since, until=until)
+
+
+async def _scan_headline(
+    session: AsyncSession,
+    fold: _Fold,
+    *,
+    since: datetime,
+    until: datetime,
+    where: list[Any],
+    on_sla: list[Any] | None,
+    starts: list[date],
+    edges: list[datetime],
+    large: bool = True,
+) -> None:
+    """The headline of [since, until) from the facts, with its SLA clocks counted."""
+    await grouped.fold_headline(
+        session, fold, since=since, until=until, where=where, starts=starts, edges=edges, large=large
+    )
+    await _count_clocks(session, fold, since=since, until=until, on_sla=on_sla, starts=starts, edges=edges)
+
+
+async def _count_clocks(
+    session: AsyncSession,
+    fold: _Fold,
+    *,
+    since: datetime,
+    until: datetime,
+    on_sla: list[Any] | None,
+    starts: list[date],
+    edges: list[datetime],
+) -> None:
+    """The SLA clocks decided in [since, until) counted by the database (None: folded row by row)."""
+    if on_sla is None:
+        return
+    counts = await sla_clocks.decided_counts(session, since=since, until=until, where=on_sla, edges=edges)
+    for b, metric, outcome, n in counts:
+        if 1 <= b <= len(starts):
+            fold.sla_counted(starts[b - 1], metric, outcome, n)
+
+
 async def _fold_rollups(
     session: AsyncSession,
     fold: _Fold,
@@ -347,6 +408,8 @@ async def _fold_rollups(
     since: datetime,
     until: datetime,
     filters: TicketFilters,
+    *,
+    sla: bool,
 ) -> bool:
     """The headline from the rollups, if they serve the report; False (nothing folded) if not.
 
@@ -379,7 +442,7 @@ async def _fold_rollups(
                 first=first,
                 end=end,
             )
-            _fold_rollup_rows(fold, rows, same_grain=grain is fold.grain)
+            _fold_rollup_rows(fold, rows, same_grain=grain is fold.grain, sla=sla)
             used = True
             if start < (opens := local_midnight(first, tz)):
                 rest.append((start, opens))
@@ -393,13 +456,19 @@ async def _fold_rollups(
     return True
 
 
-def _fold_rollup_rows(fold: _Fold, rows: Iterable[Any], *, same_grain: bool) -> None:
+def _fold_rollup_rows(fold: _Fold, rows: Iterable[Any], *, same_grain: bool, sla: bool) -> None:
     for row in rows:
         bucket = (
             row.bucket
             if same_grain
             else bucket_start(local_midnight(row.bucket, fold.tz), fold.grain, fold.tz)
         )
+        if row.side.startswith(rollups.SLA_SIDE):
+            if sla:
+                metric = row.side.removeprefix(rollups.SLA_SIDE)
+                fold.sla_counted(bucket, metric, "met", row.met)
+                fold.sla_counted(bucket, metric, "breach", row.breached)
+            continue
         calendar = grouped.Bins.of(row.calendar_keys, row.calendar_counts)
         business = grouped.Bins.of(row.business_keys, row.business_counts)
         if row.side == "created":
@@ -414,21 +483,6 @@ def _fold_rollup_rows(fold: _Fold, rows: Iterable[Any], *, same_grain: bool) -> 
             sketches = fold.resolution.sketches[bucket]
         grouped.add_bins(sketches, "calendar", calendar)
         grouped.add_bins(sketches, "business", business)
-
-
-_SLA_COLUMNS = (
-    "ticket_id",
-    "metric",
-    "cycle",
-    "outcome",
-    "occurred_at",
-    "policy_name",
-    "kind",
-    "priority",
-    "channel",
-    "group",
-    "assignee",
-)
 
 
 def _merged(sketches: list[Any]) -> Any:

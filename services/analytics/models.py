@@ -147,8 +147,9 @@ def _bins() -> Any:
 class TicketRollup(AnalyticsModel, table=True):
     """The headline report's figures per (zone, grain, bucket, kind, channel, side), kept by the projector.
 
-    `side` is `created` (tickets created in the bucket: first-response bins) or `resolved` (resolutions
-    in the bucket: the flags and resolution bins). A row with `kind` and `channel` both `*` counts every
+    `side` is `created` (tickets created in the bucket: first-response bins), `resolved` (resolutions
+    in the bucket: the flags and resolution bins) or `sla:<metric>` (SLA clocks decided in the bucket:
+    `n`, `met`, `breached`). A row with `kind` and `channel` both `*` counts every
     kind and channel, so a report filtered on both or neither reads one row per bucket and side. Bins
     are the DDSketch bins of the facts (calendar and business time), key → count: a bucket's sketch is
     exactly the one the fact scan builds. PostgreSQL only (see rollups.py).
@@ -164,12 +165,14 @@ class TicketRollup(AnalyticsModel, table=True):
     kind: str = Field(max_length=20)
     channel: str = Field(max_length=20)
     bucket: date
-    side: str = Field(max_length=10)
+    side: str = Field(max_length=20)
     n: int = 0
     done: int = 0
     reopened: int = 0
     one_touch: int = 0
     touched: int = 0
+    met: int = 0
+    breached: int = 0
     calendar_bins: dict[str, int] = _bins()
     business_bins: dict[str, int] = _bins()
 
@@ -202,6 +205,31 @@ class SlaEvent(AnalyticsModel, table=True):
     occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
     late: bool = False
     elapsed_seconds: int | None = None
+    kind: str = Field(max_length=20)
+    priority: str = Field(max_length=20)
+    channel: str = Field(max_length=20)
+    assignee: str | None = Field(default=None, max_length=200)
+    group: str | None = Field(default=None, max_length=200)
+
+
+class SlaClock(AnalyticsModel, table=True):
+    """One SLA clock (ticket, metric, cycle) and its outcome: what SLA achievement counts.
+
+    Folded from the clock's `met` and `breach` events by a rule that ignores their order (sla_clocks.py):
+    a breach outweighs any `met`, and of equals the earliest counts. The descriptive columns are the
+    deciding event's.
+    """
+
+    __tablename__ = "sla_clocks"
+    __table_args__ = (PrimaryKeyConstraint("ticket_id", "metric", "cycle", name="pk_sla_clocks"),)
+
+    ticket_id: uuid.UUID
+    metric: str = Field(max_length=30)
+    cycle: int = 1
+    outcome: str = Field(max_length=10)  # breach | met
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    event_id: str = Field(max_length=200)
+    policy_name: str | None = Field(default=None, max_length=200)
     kind: str = Field(max_length=20)
     priority: str = Field(max_length=20)
     channel: str = Field(max_length=20)

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.analytics import facts, feed, metrics, rollups, surveys
+from services.analytics import facts, feed, metrics, rollups, sla_clocks, surveys
 from services.analytics.business_time import BusinessCalendar
 from services.analytics.columnar import column_arrays, unnest_select
 from services.analytics.models import SlaEvent, Survey, TicketFact, Webhook, WebhookDelivery
@@ -314,12 +314,8 @@ class _Row(dict[str, Any]):
         return self[name]
 
 
-async def record_outcomes(session: AsyncSession, items: Sequence[Item]) -> list[Any]:
-    """Store the batch's SLA outcomes once each (keyed by event id); returns the rows that are new.
-
-    The rows are plain records that read like `SlaEvent`s (`row.seq`): building mapped objects for
-    them cost more than the insert.
-    """
+def outcome_rows(items: Sequence[Item]) -> list[dict[str, Any]]:
+    """The batch's SLA outcomes as `sla_events` rows."""
     rows = []
     for item in items:
         data: t.SlaOutcome = item.data
@@ -345,6 +341,15 @@ async def record_outcomes(session: AsyncSession, items: Sequence[Item]) -> list[
                 "group": data.ticket.group,
             }
         )
+    return rows
+
+
+async def record_outcomes(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """Store the batch's SLA outcomes once each (keyed by event id); returns the rows that are new.
+
+    The rows are plain records that read like `SlaEvent`s (`row.seq`): building mapped objects for
+    them cost more than the insert.
+    """
     if not rows:
         return []
     by_id = {row["event_id"]: row for row in rows}
@@ -474,7 +479,8 @@ async def project(
     survey_ttl: timedelta = timedelta(days=28),
 ) -> None:
     """Fold a batch into the projections; `live` adds the side effects of a fresh delivery."""
-    new_outcomes = await record_outcomes(session, [i for i in items if isinstance(i.data, t.SlaOutcome)])
+    outcomes = outcome_rows([i for i in items if isinstance(i.data, t.SlaOutcome)])
+    new_outcomes = await record_outcomes(session, outcomes)
     if live is not None:
         await announce(session, new_outcomes, now=now)
     for item in items:
@@ -484,8 +490,17 @@ async def project(
     if not merges:
         return
     zones = rollups.kept(session)
-    before = await rollups.lock_facts(session, sorted(merges)) if zones else {}
+    # Every outcome, new or not: a clock is a fold of its events, so seeing one again changes nothing,
+    # and a rebuild (whose feed rows are all there already) refolds the clocks from the log.
+    clocks = sla_clocks.decide(outcomes)
+    facts_before: dict[uuid.UUID, Any] = {}
+    clocks_before: dict[sla_clocks.Key, Any] = {}
+    if zones:
+        await rollups.lock_tickets(session, sorted(merges))
+        facts_before = await rollups.read_facts(session, sorted(merges))
+        clocks_before = await sla_clocks.read(session, list(clocks))
     stored = await upsert_tickets(session, merges, calendar)
+    changed_clocks = await sla_clocks.upsert(session, clocks)
     if live is not None:
         await _after_tickets(live, items, stored, now=now, survey_ttl=survey_ttl)
     if zones:
@@ -493,7 +508,9 @@ async def project(
         # rows above all), and holds their locks from here until it commits.
         deltas = rollups.Deltas(zones)
         for ticket_id, row in stored.items():
-            deltas.change(before.get(ticket_id), row)
+            deltas.change(facts_before.get(ticket_id), row)
+        for key, clock in changed_clocks.items():
+            deltas.change(clocks_before.get(key), clock, rollups.clock_contributions)
         await rollups.apply(session, deltas)
 
 

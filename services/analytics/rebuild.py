@@ -1,9 +1,9 @@
 """Rebuild the projections by replaying the event log, in order, through the same projector.
 
-The ticket and brief facts (and the ticket rollups) are emptied and refolded; the SLA feed keeps its
-rows (their ids are what SSE clients resume from) and gains any the log has that it lacks. Surveys and
-webhooks are analytics' own records, not projections, and are left alone. Progress is checkpointed per
-batch, so an interrupted rebuild resumes where it stopped.
+The ticket and brief facts, the SLA clocks and the ticket rollups are emptied and refolded; the SLA feed
+keeps its rows (their ids are what SSE clients resume from) and gains any the log has that it lacks.
+Surveys and webhooks are analytics' own records, not projections, and are left alone. Progress is
+checkpointed per batch, so an interrupted rebuild resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from services.analytics.models import (
     MilestoneFact,
     ProjectionCheckpoint,
     RollupZone,
+    SlaClock,
     TicketFact,
     TicketRollup,
 )
@@ -34,7 +35,7 @@ log = logging.getLogger("kefu.analytics.rebuild")
 CHECKPOINT = "facts"
 # The rollups are rebuilt with the facts (the projector keeps them); reports scan the facts until the
 # rebuild has finished and marks the kept zones built again.
-PROJECTION_TABLES = (TicketFact, BriefFact, MilestoneFact, TicketRollup, RollupZone)
+PROJECTION_TABLES = (TicketFact, SlaClock, BriefFact, MilestoneFact, TicketRollup, RollupZone)
 
 
 async def rebuild(

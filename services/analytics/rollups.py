@@ -3,14 +3,15 @@
 Per reporting zone (`ANALYTICS_ROLLUP_ZONES`), grain (day, week; months are merged from days), bucket,
 kind and channel (plus one row for any kind and channel, `*`) and side (`created`: tickets created in
 the bucket with their first-response bins; `resolved`: resolutions in the bucket with their flags and
-resolution bins), a row holds the counts and the DDSketch bins (key → count, calendar and business
-time) of exactly the facts the report's fact scan would fold into that bucket. A report for a year by
-week filtered on kind and channel then reads 53 rows per side instead of ~83,000 index entries
-(unfiltered too; filtered on one of the two, the few rows of each bucket are merged). Rows for "any
+resolution bins; `sla:<metric>`: SLA clocks decided in the bucket, met and breached), a row holds the
+counts and the DDSketch bins (key → count, calendar and business time) of exactly the facts (and
+clocks) the report's scan would fold into that bucket. A report for a year by week filtered on kind and
+channel then reads 53 rows per side instead of ~83,000 index entries (unfiltered too; filtered on one
+of the two, the few rows of each bucket are merged). Rows for "any
 kind" or "any channel" alone would save that merge but double what every batch writes.
 
-Exactness as facts change: the projector reads each touched fact as it stood (`FOR UPDATE`, in ticket
-order like the upsert), and in the batch's transaction subtracts what the old row contributed and adds
+Exactness as facts change: the projector locks the batch's tickets (`lock_tickets`), reads each touched
+fact and SLA clock as it stood, and in the batch's transaction subtracts what the old row contributed and adds
 what the new one does — a changed bucket, dimension, bin or flag moves its count — in one statement,
 its last before the commit (rows in key order; the bins merged by the database, JSONB, touching only
 the delta's keys). The rollup is therefore a function of the facts whatever the order, duplication or
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,14 +34,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics.buckets import Grain, bucket_start
 from services.analytics.grouped import more_work_mem
-from services.analytics.models import RollupZone, TicketRollup
+from services.analytics.models import RollupZone, TicketFact, TicketRollup
 from services.analytics.settings import analytics_settings
-from shared.db import dialect_name
+from shared.db import any_of, dialect_name
 
 ANY = "*"
 GRAINS = (Grain.DAY, Grain.WEEK)
 _DONE = ("resolved", "closed")
-COUNTERS = ("n", "done", "reopened", "one_touch", "touched")
+COUNTERS = ("n", "done", "reopened", "one_touch", "touched", "met", "breached")
+SLA_SIDE = "sla:"
 # What a fact contributes, read before the batch changes it.
 FACT_COLUMNS = (
     "ticket_id",
@@ -78,7 +80,7 @@ def contributions(row: Any) -> list[Contribution]:
             row.created_at,
             row.kind,
             row.channel,
-            (1, 0, 0, 0, 0),
+            (1, 0, 0, 0, 0, 0, 0),
             row.first_response_bin,
             row.first_response_business_bin,
         )
@@ -92,6 +94,8 @@ def contributions(row: Any) -> list[Contribution]:
             int(reopened),
             int(done and row.public_replies == 1 and not reopened),
             int(done and (row.public_replies or 0) >= 1),
+            0,
+            0,
         )
         out.append(
             (
@@ -107,6 +111,13 @@ def contributions(row: Any) -> list[Contribution]:
     return out
 
 
+def clock_contributions(row: Any) -> list[Contribution]:
+    """What one decided SLA clock adds: one count, met or breached, when its deciding event happened."""
+    breached = int(row.outcome == "breach")
+    counters = (1, 0, 0, 0, 0, 1 - breached, breached)
+    return [(SLA_SIDE + row.metric, row.occurred_at, row.kind, row.channel, counters, None, None)]
+
+
 class Deltas:
     """A batch's changes to the rollups, per (zone, grain, bucket, side, kind, channel)."""
 
@@ -115,10 +126,12 @@ class Deltas:
         self.rows: dict[tuple[str, str, date, str, str, str], tuple[list[int], Counter[int], Counter[int]]]
         self.rows = {}
 
-    def change(self, old: Any | None, new: Any) -> None:
-        """Replace what `old` contributed (if it existed) by what `new` does."""
-        before = contributions(old) if old is not None else []
-        after = contributions(new)
+    def change(
+        self, old: Any | None, new: Any, of: Callable[[Any], list[Contribution]] = contributions
+    ) -> None:
+        """Replace what `old` contributed (if it existed) by what `new` does (`of` says what a row adds)."""
+        before = of(old) if old is not None else []
+        after = of(new)
         for contribution in before:
             if contribution not in after:
                 self._add(contribution, -1)
@@ -167,15 +180,28 @@ class Deltas:
         return columns
 
 
-async def lock_facts(session: AsyncSession, ticket_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
-    """The touched facts as stored before the batch, locked (in ticket order, as the upsert locks them)."""
-    facts = sa.table("ticket_facts", *(sa.column(name) for name in FACT_COLUMNS))
+# A transaction-scoped advisory lock per ticket, taken in key order (the subquery's order is the order the
+# locks are taken in). Row locks alone cannot serialise two batches that both bring a ticket's first
+# events: neither sees a row to lock, and the second's upsert would update the first's fresh row while
+# its deltas assumed there was none. A hash collision only makes two batches wait for each other.
+_LOCK_TICKETS = sa.text(
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(CAST(id AS TEXT), 0) "
+    "AS k FROM unnest(CAST(:ids AS UUID[])) AS id ORDER BY k) AS keys"
+)
+
+
+async def lock_tickets(session: AsyncSession, ticket_ids: Sequence[uuid.UUID]) -> None:
+    """Hold the batch's tickets until it commits: what is read next is what no other batch is changing."""
+    await session.execute(_LOCK_TICKETS, {"ids": list(ticket_ids)})
+
+
+async def read_facts(session: AsyncSession, ticket_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    """The touched facts as stored before the batch (its tickets locked by `lock_tickets`)."""
+    facts = TicketFact.__table__  # type: ignore[attr-defined]
     rows = await session.execute(
-        sa.select(*facts.c)
-        .where(facts.c.ticket_id.in_(sa.bindparam("ids", expanding=True)))
-        .order_by(facts.c.ticket_id)
-        .with_for_update(),
-        {"ids": list(ticket_ids)},
+        sa.select(*(facts.c[name] for name in FACT_COLUMNS)).where(
+            any_of(facts.c.ticket_id, ticket_ids, postgresql=True)
+        )
     )
     return {row.ticket_id: row for row in rows}
 
@@ -236,7 +262,7 @@ _APPLY = sa.text(
 
 
 def _backfill_sql(grain: Grain) -> sa.TextClause:
-    """One zone's rows of one grain from the facts: one pass, the cube by grouping sets."""
+    """One zone's rows of one grain from the facts and the SLA clocks: one pass, the cube by grouping sets."""
     bucket = "CAST(date_trunc('{grain}', timezone(:zone, {at})) AS DATE)"
     done = "status IN ('resolved', 'closed')"
 
@@ -253,18 +279,25 @@ def _backfill_sql(grain: Grain) -> sa.TextClause:
             f"GROUP BY {cube(name)}) AS b GROUP BY 1, 2, 3, 4)"
         )
 
-    return sa.text(
-        "INSERT INTO ticket_rollups (" + _COLUMNS + ") "
-        "WITH sides AS ("
+    # Every branch: side, bucket, kind, channel, the COUNTERS, then the calendar and business bins.
+    branches = [
         f"SELECT 'created' AS side, {bucket.format(grain=grain.value, at='created_at')} AS bucket, "
         "kind, channel, 1 AS n, 0 AS done, 0 AS reopened, 0 AS one_touch, 0 AS touched, "
-        "first_response_bin AS cal, first_response_business_bin AS bus FROM ticket_facts "
-        "UNION ALL "
+        "0 AS met, 0 AS breached, "
+        "first_response_bin AS cal, first_response_business_bin AS bus FROM ticket_facts",
         f"SELECT 'resolved', {bucket.format(grain=grain.value, at='resolved_at')}, kind, channel, 1, "
         f"CASE WHEN {done} THEN 1 ELSE 0 END, CASE WHEN reopen_count > 0 THEN 1 ELSE 0 END, "
         f"CASE WHEN {done} AND public_replies = 1 AND reopen_count = 0 THEN 1 ELSE 0 END, "
-        f"CASE WHEN {done} AND coalesce(public_replies, 0) >= 1 THEN 1 ELSE 0 END, "
-        "resolution_bin, resolution_business_bin FROM ticket_facts WHERE resolved_at IS NOT NULL), "
+        f"CASE WHEN {done} AND coalesce(public_replies, 0) >= 1 THEN 1 ELSE 0 END, 0, 0, "
+        "resolution_bin, resolution_business_bin FROM ticket_facts WHERE resolved_at IS NOT NULL",
+        f"SELECT '{SLA_SIDE}' || metric, {bucket.format(grain=grain.value, at='occurred_at')}, kind, "
+        "channel, 1, 0, 0, 0, 0, CASE WHEN outcome = 'breach' THEN 0 ELSE 1 END, "
+        "CASE WHEN outcome = 'breach' THEN 1 ELSE 0 END, CAST(NULL AS INTEGER), CAST(NULL AS INTEGER) "
+        "FROM sla_clocks",
+    ]
+    return sa.text(
+        "INSERT INTO ticket_rollups (" + _COLUMNS + ") "
+        "WITH sides AS (" + " UNION ALL ".join(branches) + "), "
         "totals AS (SELECT side, bucket, coalesce(kind, '*') AS kind, coalesce(channel, '*') AS channel, "
         + ", ".join(f"CAST(sum({c}) AS INTEGER) AS {c}" for c in COUNTERS)
         + f" FROM sides GROUP BY {cube()}), "
@@ -279,8 +312,8 @@ def _backfill_sql(grain: Grain) -> sa.TextClause:
 
 
 async def backfill(session: AsyncSession, zones: Iterable[str], *, now: datetime) -> None:
-    """Build the zones' rollups from the facts, which no batch may change meanwhile (a table lock)."""
-    await session.execute(sa.text("LOCK TABLE ticket_facts IN SHARE MODE"))
+    """Build the zones' rollups from the facts and the SLA clocks, which no batch may change meanwhile."""
+    await session.execute(sa.text("LOCK TABLE ticket_facts, sla_clocks IN SHARE MODE"))
     async with more_work_mem(session):
         for zone in zones:
             ZoneInfo(zone)  # an unknown zone fails here, not half-way

@@ -18,7 +18,7 @@ from services.analytics.statistics import bin_sql
 from shared.bus.base import OutcomeKind
 from shared.events import registry
 from tests.unit.analytics.conftest import START
-from tests.unit.analytics.events import delivery, lifecycle, snapshot
+from tests.unit.analytics.events import delivery, lifecycle, sla_outcome, snapshot
 
 H = timedelta(hours=1)
 
@@ -39,6 +39,7 @@ def tickets(n: int) -> list[tuple[str, dict[str, Any]]]:
             "category": rng.choice(["billing", None]),
         }
         events += lifecycle(ticket, created, responded_at=replied, resolved_at=resolved, **dims)
+        events += clock_events(rng, ticket, created, replied, resolved, dims)
         if resolved is not None and rng.random() < 0.2:
             events.append(
                 (
@@ -51,6 +52,31 @@ def tickets(n: int) -> list[tuple[str, dict[str, Any]]]:
                     },
                 )
             )
+    return events
+
+
+def clock_events(
+    rng: random.Random,
+    ticket: uuid.UUID,
+    created: Any,
+    replied: Any,
+    resolved: Any,
+    dims: dict[str, Any],
+) -> list[tuple[str, dict[str, Any]]]:
+    """The ticket's SLA outcomes: a first response met or breached (now and then both, or a warning
+    first), and its resolution met or breached."""
+    decided = [("first_response", replied)] + ([("resolution", resolved)] if resolved is not None else [])
+    events = []
+    for metric, at in decided:
+        types = [rng.choice(["tickets.sla.met.v1", "tickets.sla.breached.v1"])]
+        if rng.random() < 0.15:
+            types = ["tickets.sla.met.v1", "tickets.sla.breached.v1"]
+        if rng.random() < 0.1:
+            types.insert(0, "tickets.sla.warning.v1")
+        for i, type_ in enumerate(types):
+            _, data = sla_outcome(type_, ticket, created, at + i * H, metric=metric, **dims)
+            data["ticket"] = snapshot(ticket, 1, "new", created, **dims)  # the created event's snapshot
+            events.append((type_, data))
     return events
 
 

@@ -14,8 +14,10 @@ from fastapi import FastAPI
 
 from services.analytics import grouped, rollups
 from services.analytics.buckets import Grain
+from services.analytics.handlers import reporting_calendar
 from services.analytics.kpis import TicketFilters, ticket_kpis
 from services.analytics.models import TicketRollup
+from services.analytics.projector import Item, project
 from services.analytics.rebuild import rebuild
 from shared.bus.base import OutcomeKind
 from shared.events import registry
@@ -127,4 +129,26 @@ async def test_a_report_in_whole_buckets_reads_no_facts(
 async def test_a_zone_without_rollups_is_scanned(analytics_app: FastAPI) -> None:
     await deliver_shuffled_twice(analytics_app, tickets(30))
     for with_rollups, from_facts in await reports(analytics_app, ZoneInfo("America/New_York")):
+        assert with_rollups == from_facts
+
+
+async def test_concurrent_batches_bringing_a_new_tickets_first_events_count_it_once(
+    analytics_app: FastAPI,
+) -> None:
+    """Two batches project at once, each with some of the same new tickets' first events: the second
+    waits for the first (the ticket locks), so the rollups count each ticket and clock once."""
+    runtime = analytics_app.state.runtime
+    events = [
+        Item(f"ev-{i}", registry.get(type_).data_model.model_validate(data))
+        for i, (type_, data) in enumerate(tickets(40))
+    ]
+
+    async def batch(items: list[Item]) -> None:
+        async with runtime.db.transaction() as session:
+            await project(session, items, calendar=reporting_calendar(), now=runtime.clock.now())
+
+    await asyncio.gather(batch(events[0::2]), batch(events[1::2]))
+    kept = await kept_rows(analytics_app)
+    assert kept and kept == await backfilled_rows(analytics_app)
+    for with_rollups, from_facts in await reports(analytics_app):
         assert with_rollups == from_facts

@@ -150,6 +150,37 @@ async def test_duplicated_and_reordered_events_give_the_same_answer(
     assert body["sla"]["first_response"]["breached"] == 1
 
 
+async def test_a_clock_is_decided_by_its_breach_whatever_the_order(analytics: Analytics) -> None:
+    """Per (ticket, metric, cycle): a breach outweighs a met, however they arrive; cycles count apart;
+    the clock is counted when its deciding event happened, even if another of its events is earlier.
+    The events are delivered in order, then all again in reverse (new ids): nothing may change."""
+    a, b, c = (uuid.UUID(int=i) for i in range(11, 14))
+    met, breached = "tickets.sla.met.v1", "tickets.sla.breached.v1"
+    second_cycle = sla_outcome(met, a, START, START + 5 * H)
+    second_cycle[1]["cycle"] = 2
+    events = [
+        *lifecycle(a, START),
+        *lifecycle(b, START),
+        *lifecycle(c, START),
+        sla_outcome(met, a, START, START + H),
+        sla_outcome(breached, a, START, START + 2 * H),
+        second_cycle,
+        sla_outcome(breached, b, START, START + 2 * H),
+        sla_outcome(met, b, START, START + 3 * H),
+        sla_outcome(met, b, START, START + 30 * H, metric="resolution"),
+        # c's met falls in the window, its breach after it: the clock is a breach, outside the window.
+        sla_outcome(met, c, START, START + H),
+        sla_outcome(breached, c, START, START + 24 * 5 * H),
+    ]
+    for order in (events, events[::-1]):
+        await analytics.deliver_all(order)
+        sla = (await report(analytics))["sla"]
+        assert (sla["first_response"]["met"], sla["first_response"]["breached"]) == (1, 2)
+        assert (sla["resolution"]["met"], sla["resolution"]["breached"]) == (1, 0)
+        wide = await report(analytics, until="2026-03-09T16:00:00Z")
+        assert wide["sla"]["first_response"]["breached"] == 3
+
+
 async def test_bad_input_is_a_problem_not_a_crash(analytics: Analytics) -> None:
     bad_zone = await analytics.client.get(
         "/v1/metrics/tickets", params={"tz": "Mars/Olympus"}, headers=ANALYST

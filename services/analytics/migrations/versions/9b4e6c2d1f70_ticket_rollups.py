@@ -14,8 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 import shared.db
-from services.analytics.buckets import Grain
-from services.analytics.rollups import GRAINS, _backfill_sql, rollup_zones
+from services.analytics.rollups import rollup_zones
 
 revision: str = "9b4e6c2d1f70"
 down_revision: str | None = "7d3f2a91c4e8"
@@ -55,10 +54,9 @@ def upgrade() -> None:
     )
     if op.get_bind().dialect.name != "postgresql":
         return  # the embedded mode's report folds rows in Python and keeps no rollups
-    # Built from the facts already there (none on a new database), so reports can use them at once.
+    # The configured zones are built from the facts already there by revision 0590db73b1f0, once the
+    # rows have all their columns (that revision rebuilds every zone marked here).
     for zone in rollup_zones():
-        for grain in GRAINS:
-            op.execute(_backfill_sql(Grain(grain)).bindparams(zone=zone))
         op.execute(
             sa.text("INSERT INTO ticket_rollup_zones (zone, built_at) VALUES (:zone, :at)").bindparams(
                 zone=zone, at=datetime.now(UTC)
