@@ -355,7 +355,7 @@ async def main(quick: bool, loop: str) -> None:
     async with scratch_database(f"kefu_bench_analytics_q_{unique_suffix()}") as url:
         query, plain, built = await _query(url, facts, repeats)
     save_result(
-        "analytics",
+        "analytics-quick" if quick else "analytics",  # a quick run does not replace the full figures
         rounded(
             {
                 "bench": "analytics",

@@ -89,7 +89,7 @@ class Bins:
 
 
 def add_bins(sketches: dict[str, Any], time_kind: str, bins: Bins) -> None:
-    """Merge `bins` into a bucket's sketch (its empty placeholder, until then, is replaced)."""
+    """Merge `bins` into a bucket's sketch (the first bins of a bucket become its sketch)."""
     current = sketches.get(time_kind)
     if isinstance(current, Bins):
         current.merge(bins)
@@ -258,9 +258,9 @@ async def _created(
             case "bucket_cal":
                 fold.created[bucket] += n
                 if k_cal is not None:
-                    add_bin(fold.response.sketches[bucket]["calendar"], k_cal, n)
+                    add_bin(fold.response.sketch(bucket, "calendar"), k_cal, n)
             case "bucket_bus" if k_bus is not None:
-                add_bin(fold.response.sketches[bucket]["business"], k_bus, n)
+                add_bin(fold.response.sketch(bucket, "business"), k_bus, n)
             case "agent" | "group" as dimension if (agent if dimension == "agent" else grp) is not None:
                 (person,) = fold._people(agent, None) if dimension == "agent" else fold._people(None, grp)
                 person["created"] += n
@@ -315,9 +315,9 @@ async def _resolved(
                 fold.one_touch += one_touch
                 fold.touched += touched
                 if k_cal is not None:
-                    add_bin(fold.resolution.sketches[bucket]["calendar"], k_cal, n)
+                    add_bin(fold.resolution.sketch(bucket, "calendar"), k_cal, n)
             case "bucket_bus" if k_bus is not None:
-                add_bin(fold.resolution.sketches[bucket]["business"], k_bus, n)
+                add_bin(fold.resolution.sketch(bucket, "business"), k_bus, n)
             case "agent" | "group" as dimension if (agent if dimension == "agent" else grp) is not None:
                 (person,) = fold._people(agent, None) if dimension == "agent" else fold._people(None, grp)
                 person["resolved"] += n_done

@@ -26,7 +26,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from ddsketch import DDSketch
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.analytics import grouped, rollups, sla_clocks
@@ -92,31 +91,42 @@ def _rate(numerator: int, n: int) -> dict[str, Any]:
     return {"value": round(numerator / n, 4) if n else None, "n": n}
 
 
+TIME_KINDS = ("calendar", "business")
+
+
 def _durations(sketches: dict[str, Any]) -> dict[str, Any]:
-    return {
-        time_kind: {**quantiles(sketch), "n": int(sketch.count), "unit": "seconds"}
-        for time_kind, sketch in sketches.items()
-    }
+    """Percentiles of a bucket's calendar and business sketches (a missing one has no durations)."""
+    out = {}
+    for time_kind in TIME_KINDS:
+        sketch = sketches.get(time_kind)
+        figures = quantiles(sketch) if sketch is not None else dict.fromkeys(("p50", "p90", "p99"))
+        out[time_kind] = {**figures, "n": int(sketch.count) if sketch is not None else 0, "unit": "seconds"}
+    return out
 
 
 class _Sketches:
-    """Calendar and business sketches of one duration, per bucket."""
+    """Calendar and business sketches of one duration, per bucket: DDSketches when rows are folded one
+    by one, `grouped.Bins` when the database counted them (a bucket nothing fell in has neither)."""
 
     def __init__(self) -> None:
-        self.sketches: dict[date, dict[str, DDSketch]] = defaultdict(_empty_sketches)
+        self.sketches: dict[date, dict[str, Any]] = defaultdict(dict)
+
+    def sketch(self, bucket: date, time_kind: str) -> Any:
+        """The bucket's DDSketch of `time_kind`, made when first needed."""
+        sketches = self.sketches[bucket]
+        sketch = sketches.get(time_kind)
+        if sketch is None:
+            sketch = sketches[time_kind] = sketch_of(())
+        return sketch
 
     def add(self, bucket: date, calendar: float | None, business: float | None) -> None:
-        if calendar is not None:
-            self.sketches[bucket]["calendar"].add(max(0.0, float(calendar)))
-        if business is not None:
-            self.sketches[bucket]["business"].add(max(0.0, float(business)))
+        for time_kind, value in zip(TIME_KINDS, (calendar, business), strict=True):
+            sketch = self.sketch(bucket, time_kind)
+            if value is not None:
+                sketch.add(max(0.0, float(value)))
 
-    def per_bucket(self) -> dict[date, dict[str, DDSketch]]:
+    def per_bucket(self) -> dict[date, dict[str, Any]]:
         return dict(self.sketches)
-
-
-def _empty_sketches() -> dict[str, DDSketch]:
-    return {"calendar": sketch_of(()), "business": sketch_of(())}
 
 
 class _Fold:
@@ -273,8 +283,8 @@ async def ticket_kpis(
                 "created": created[start],
                 "resolved": resolved[start],
                 "backlog": backlog,
-                "first_response": _durations(response_sketches.get(start, _empty_sketches())),
-                "resolution": _durations(resolution_sketches.get(start, _empty_sketches())),
+                "first_response": _durations(response_sketches.get(start, {})),
+                "resolution": _durations(resolution_sketches.get(start, {})),
                 "sla_achievement": {
                     metric: _rate(
                         counts[f"{metric}:met"], counts[f"{metric}:met"] + counts[f"{metric}:breached"]
@@ -285,7 +295,7 @@ async def ticket_kpis(
         )
 
     def total(sketches: dict[date, dict[str, Any]]) -> dict[str, Any]:
-        return _durations({k: _merged([s[k] for s in sketches.values()]) for k in ("calendar", "business")})
+        return _durations({k: _merged([s[k] for s in sketches.values() if k in s]) for k in TIME_KINDS})
 
     report: dict[str, Any] = {
         "totals": {
@@ -487,13 +497,10 @@ def _fold_rollup_rows(fold: _Fold, rows: Iterable[Any], *, same_grain: bool, sla
 
 def _merged(sketches: list[Any]) -> Any:
     """The merge of a side's bucket sketches: grouped bins (PostgreSQL) or DDSketches (row by row)."""
-    if any(isinstance(s, grouped.Bins) for s in sketches):
+    if sketches and isinstance(sketches[0], grouped.Bins):
         total = grouped.Bins()
         for sketch in sketches:
-            if isinstance(sketch, grouped.Bins):
-                total.merge(sketch)
-            elif sketch.count:  # an empty bucket's placeholder
-                raise ValueError("cannot merge bins with a filled DDSketch")
+            total.merge(sketch)
         return total
     return merged(sketches)
 
