@@ -11,6 +11,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -88,16 +89,30 @@ class BatchContext:
 
 
 BatchHandler = Callable[[BatchContext, list[Received]], Awaitable[None]]
+# Records a batch of distinct events in the handler's transaction; returns the ids not recorded before.
+Claim = Callable[[AsyncSession, list[Received], datetime], Awaitable[set[str]]]
+
+
+async def inbox_claim(session: AsyncSession, events: list[Received], at: datetime) -> set[str]:
+    """The default claim: the events' ids in the inbox."""
+    return await inbox.claim_many(
+        session, [(e.envelope.id, e.envelope.type, e.envelope.source) for e in events], at=at
+    )
 
 
 @dataclass(frozen=True)
 class BatchRoute:
-    """Event types (or topic patterns) handled in batches of up to `max_size`, gathered for `max_wait_ms`."""
+    """Event types (or topic patterns) handled in batches of up to `max_size`, gathered for `max_wait_ms`.
+
+    `claim` records which events were handled: the inbox unless the service keeps its own record of every
+    event (analytics' event log), which then serves as the inbox and spares a second write per event.
+    """
 
     keys: tuple[str, ...]
     handler: BatchHandler
     max_size: int
     max_wait_ms: float
+    claim: Claim = inbox_claim
 
     async def one(self, ctx: HandlerContext, data: Any) -> None:
         """The same handler on a batch of one, for events that must be handled alone."""
@@ -121,17 +136,23 @@ class EventHandlers:
         return register
 
     def on_batch(
-        self, keys: Sequence[str], *, max_size: int = 500, max_wait_ms: float = 20
+        self,
+        keys: Sequence[str],
+        *,
+        max_size: int = 500,
+        max_wait_ms: float = 20,
+        claim: Claim = inbox_claim,
     ) -> Callable[[BatchHandler], BatchHandler]:
         """`@handlers.on_batch(["tickets.#"])`: `async def h(ctx: BatchContext, events: list[Received])`.
 
-        `keys` are event types or topic patterns; a type with its own `on` handler is not batched.
+        `keys` are event types or topic patterns; a type with its own `on` handler is not batched. The
+        handler sees only events `claim` found new, in the transaction that recorded them.
         """
         if max_size < 1 or max_wait_ms < 0:
             raise ValueError("a batch holds at least one event and waits a non-negative time")
 
         def register(handler: BatchHandler) -> BatchHandler:
-            route = BatchRoute(tuple(keys), handler, max_size, max_wait_ms)
+            route = BatchRoute(tuple(keys), handler, max_size, max_wait_ms, claim)
             for key in keys:
                 if key in self.by_type:
                     raise ValueError(f"two handlers for {key}")
@@ -259,20 +280,32 @@ class EventConsumer:
         return envelope, self.registry.validate_data(envelope)
 
     async def _handle_one(
-        self, delivery: Delivery, envelope: CloudEvent, data: Any, handler: Handler
+        self,
+        delivery: Delivery,
+        envelope: CloudEvent,
+        data: Any,
+        handler: Handler,
+        route: BatchRoute | None = None,
     ) -> Outcome:
-        """One event in its own transaction: handled, duplicate, retried or dead."""
+        """One event in its own transaction: handled, duplicate, retried or dead.
+
+        A batched type's event handled alone (its batch failed) is claimed as its batch would have been.
+        """
         event_type = envelope.type
         token = correlation_id.set(envelope.correlationid)
         try:
             async with self.db.transaction() as session:
-                fresh = await inbox.claim(
-                    session,
-                    event_id=envelope.id,
-                    type=envelope.type,
-                    source=envelope.source,
-                    at=self.clock.now(),
-                )
+                if route is not None:
+                    claimed = await route.claim(session, [Received(envelope, data)], self.clock.now())
+                    fresh = envelope.id in claimed
+                else:
+                    fresh = await inbox.claim(
+                        session,
+                        event_id=envelope.id,
+                        type=envelope.type,
+                        source=envelope.source,
+                        at=self.clock.now(),
+                    )
                 if fresh:
                     await handler(
                         HandlerContext(envelope, session, self.outbox, self.clock, self.timers), data
@@ -332,7 +365,9 @@ class EventConsumer:
             for parked in batch:
                 if not parked.settled:
                     parked.settle(
-                        await self._handle_one(parked.delivery, parked.envelope, parked.data, route.one)
+                        await self._handle_one(
+                            parked.delivery, parked.envelope, parked.data, route.one, route
+                        )
                     )
         finally:
             for parked in batch:  # only if cancelled on shutdown: the broker will deliver them again
@@ -344,17 +379,11 @@ class EventConsumer:
         for parked in batch:
             first.setdefault(parked.envelope.id, parked)
         async with self.db.transaction() as session:
-            fresh_ids = await inbox.claim_many(
-                session,
-                [(p.envelope.id, p.envelope.type, p.envelope.source) for p in first.values()],
-                at=self.clock.now(),
-            )
-            fresh = [p for p in first.values() if p.envelope.id in fresh_ids]
+            received = [Received(p.envelope, p.data) for p in first.values()]
+            fresh_ids = await route.claim(session, received, self.clock.now())
+            fresh = [r for r in received if r.envelope.id in fresh_ids]
             if fresh:
-                await route.handler(
-                    BatchContext(session, self.outbox, self.clock),
-                    [Received(p.envelope, p.data) for p in fresh],
-                )
+                await route.handler(BatchContext(session, self.outbox, self.clock), fresh)
         counts: Counter[tuple[str, str]] = Counter()
         for parked in batch:
             handled = parked.envelope.id in fresh_ids and first[parked.envelope.id] is parked

@@ -13,11 +13,20 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus.base import Delivery, OutcomeKind, OutgoingMessage
 from shared.bus.memory import InProcessTransport
 from shared.clock import SystemClock
-from shared.consumer import BatchContext, EventConsumer, EventHandlers, HandlerContext, Received
+from shared.consumer import (
+    BatchContext,
+    Claim,
+    EventConsumer,
+    EventHandlers,
+    HandlerContext,
+    Received,
+    inbox_claim,
+)
 from shared.db import Database, infra_metadata
 from shared.events import EventRegistry
 from shared.inbox import inbox_table
@@ -77,16 +86,46 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     database = Database(f"sqlite+aiosqlite:///{tmp_path}/unit.db")
     async with database.engine.begin() as connection:
         await connection.run_sync(infra_metadata.create_all)
+        await connection.run_sync(ledger_metadata.create_all)
     yield database
     await database.dispose()
 
 
+# A service's own record of every event, which can serve as its inbox (as analytics' event log does).
+ledger_metadata = sa.MetaData()
+ledger = sa.Table("ledger", ledger_metadata, sa.Column("event_id", sa.String(200), primary_key=True))
+
+
+async def ledger_claim(session: AsyncSession, received: list[Received], at: datetime) -> set[str]:
+    known = set(
+        (
+            await session.execute(
+                sa.select(ledger.c.event_id).where(ledger.c.event_id.in_([r.envelope.id for r in received]))
+            )
+        ).scalars()
+    )
+    fresh = [r.envelope.id for r in received if r.envelope.id not in known]
+    if fresh:
+        await session.execute(sa.insert(ledger), [{"event_id": i} for i in fresh])
+    return set(fresh)
+
+
+async def in_ledger(db: Database) -> int:
+    async with db.transaction() as session:
+        return int((await session.execute(sa.select(sa.func.count()).select_from(ledger))).scalar_one())
+
+
 def consumer_for(
-    db: Database, warehouse: Warehouse, *, max_size: int = 10, wait_ms: float = 30
+    db: Database,
+    warehouse: Warehouse,
+    *,
+    max_size: int = 10,
+    wait_ms: float = 30,
+    claim: Claim = inbox_claim,
 ) -> EventConsumer:
     handlers = EventHandlers()
 
-    @handlers.on_batch(["test.parcel.#"], max_size=max_size, max_wait_ms=wait_ms)
+    @handlers.on_batch(["test.parcel.#"], max_size=max_size, max_wait_ms=wait_ms, claim=claim)
     async def record(ctx: BatchContext, received: list[Received]) -> None:
         parcels = [r.data.parcel for r in received]
         if warehouse.fail_batches:
@@ -145,6 +184,24 @@ async def test_duplicates_within_and_across_batches(db: Database) -> None:
     assert [o.kind for o in again] == [OutcomeKind.DUPLICATE, OutcomeKind.HANDLED]
     assert warehouse.batches == [["A", "B"], ["C"]]
     assert await claimed(db) == 3
+
+
+async def test_a_route_with_its_own_claim_finds_duplicates_there_and_not_in_the_inbox(db: Database) -> None:
+    warehouse = Warehouse(poison={"BAD"})
+    consumer = consumer_for(db, warehouse, claim=ledger_claim)
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    first = await asyncio.gather(
+        consumer(shipped("A", ids[0])), consumer(shipped("A", ids[0])), consumer(shipped("B", ids[1]))
+    )
+    assert [o.kind for o in first] == [OutcomeKind.HANDLED, OutcomeKind.DUPLICATE, OutcomeKind.HANDLED]
+    # A failed batch is handled one by one, each event claimed the same way; the poison one is not.
+    again = await asyncio.gather(
+        consumer(shipped("B", ids[1])), consumer(shipped("C", ids[2])), consumer(shipped("BAD"))
+    )
+    assert [o.kind for o in again] == [OutcomeKind.DUPLICATE, OutcomeKind.HANDLED, OutcomeKind.RETRY]
+    assert warehouse.batches == [["A", "B"], ["C"]]
+    assert await in_ledger(db) == 3
+    assert await claimed(db) == 0
 
 
 async def test_a_poison_event_fails_alone_and_its_neighbours_are_handled(db: Database) -> None:

@@ -29,7 +29,7 @@ async def test_a_submitted_batch_reports_each_outcome_once_committed(analytics: 
     ticket = uuid.uuid4()
     events = lifecycle(ticket, START, responded_at=START, resolved_at=START)
     first = [delivery(t, d, event_id=f"e{i}") for i, (t, d) in enumerate(events)]
-    again = delivery(*events[0], event_id="e0")  # redelivered: a duplicate, absorbed by the inbox
+    again = delivery(*events[0], event_id="e0")  # redelivered: a duplicate, found in the event log
     outcomes = await outcomes_of(analytics, [*first, again])
     assert [o.kind for o in outcomes] == [OutcomeKind.HANDLED] * len(first) + [OutcomeKind.DUPLICATE]
     async with analytics.runtime.db.transaction() as session:
