@@ -10,9 +10,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, DateTime, MetaData, any_, bindparam, event, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
+
+from shared.errors import connection_unusable, refused_statement
 
 # Tables every service has (outbox, inbox, idempotency keys); each service's Alembic env adds them.
 infra_metadata = MetaData()
@@ -83,6 +85,8 @@ class Database:
             # pysqlite's own transaction handling defers BEGIN; take it over so BEGIN IMMEDIATE
             # serialises writers instead of failing with "database is locked" on upgrade.
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+        else:
+            event.listen(self.engine.sync_engine, "handle_error", _discard_unusable)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # Reads take no transaction on PostgreSQL: under READ COMMITTED each statement sees its own
         # snapshot inside a transaction as well, so BEGIN and COMMIT would only add two round trips.
@@ -117,7 +121,15 @@ class Database:
         """
         async with self.engine.connect() as connection:
             raw = await connection.get_raw_connection()
-            yield raw.driver_connection
+            try:
+                yield raw.driver_connection
+            except BaseException as exc:
+                # SQLAlchemy never sees what the driver raises here, so it would pool this connection
+                # again whatever state it is in: one the server dropped, or one cut off mid-statement,
+                # would fail the next caller. Only a statement the server refused leaves it ready.
+                if not refused_statement(exc):
+                    await connection.invalidate()
+                raise
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
@@ -125,6 +137,14 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _discard_unusable(context: ExceptionContext) -> None:
+    # SQLAlchemy's asyncpg dialect counts only a closed connection as a disconnect; one whose protocol is
+    # stuck (the server ended it while it sat in the pool, and it has not noticed the close yet) would be
+    # pooled again and fail every caller until it does.
+    if connection_unusable(context.original_exception):
+        context.is_disconnect = True
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

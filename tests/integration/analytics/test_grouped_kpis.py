@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from datetime import timedelta
@@ -53,6 +54,13 @@ def tickets(n: int) -> list[tuple[str, dict[str, Any]]]:
                 )
             )
     return events
+
+
+async def deliver(runtime: Any, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Hand every event over at once, as the broker does with a backlog, so they are projected in batches
+    (one by one, each would wait out the batch's gathering time alone)."""
+    outcomes = await asyncio.gather(*(runtime.consumer(delivery(t, d)) for t, d in events))
+    assert {o.kind for o in outcomes} == {OutcomeKind.HANDLED}
 
 
 def clock_events(
@@ -108,8 +116,7 @@ async def test_stored_bins_are_the_library_bins(analytics_app: FastAPI) -> None:
     from services.analytics.models import TicketFact
 
     runtime = analytics_app.state.runtime
-    outcomes = [await runtime.consumer(delivery(t, d)) for t, d in tickets(30)]
-    assert {o.kind for o in outcomes} == {OutcomeKind.HANDLED}
+    await deliver(runtime, tickets(30))
     async with runtime.db.transaction() as session:
         facts = (await session.execute(sa.select(TicketFact))).scalars().all()
     pairs = [
@@ -129,10 +136,7 @@ async def test_stored_bins_are_the_library_bins(analytics_app: FastAPI) -> None:
 
 async def test_grouped_report_equals_the_row_by_row_report(analytics_app: FastAPI) -> None:
     runtime = analytics_app.state.runtime
-    events = tickets(120)
-
-    outcomes = [await runtime.consumer(delivery(t, d)) for t, d in events]
-    assert {o.kind for o in outcomes} == {OutcomeKind.HANDLED}
+    await deliver(runtime, tickets(120))
     everything = ("agents", "groups", "breaches", "categories")
     for grain, filters, include, tz in (
         (Grain.DAY, TicketFilters(), (), "Asia/Shanghai"),
@@ -164,8 +168,6 @@ async def test_grouped_report_equals_the_row_by_row_report(analytics_app: FastAP
 
 
 async def test_rebuild_on_postgresql_reproduces_what_batches_built(analytics_app: FastAPI) -> None:
-    import asyncio
-
     import sqlalchemy as sa
 
     from services.analytics.models import TicketFact
@@ -173,8 +175,7 @@ async def test_rebuild_on_postgresql_reproduces_what_batches_built(analytics_app
     runtime = analytics_app.state.runtime
     events = tickets(40)
     random.Random(3).shuffle(events)
-    outcomes = await asyncio.gather(*(runtime.consumer(delivery(t, d)) for t, d in events))
-    assert {o.kind for o in outcomes} == {OutcomeKind.HANDLED}
+    await deliver(runtime, events)
 
     async def facts() -> list[dict[str, Any]]:
         async with runtime.db.transaction() as session:
@@ -191,8 +192,7 @@ async def test_a_report_read_without_a_transaction_leaves_work_mem_as_it_was(ana
     import sqlalchemy as sa
 
     runtime = analytics_app.state.runtime
-    outcomes = [await runtime.consumer(delivery(t, d)) for t, d in tickets(20)]
-    assert {o.kind for o in outcomes} == {OutcomeKind.HANDLED}
+    await deliver(runtime, tickets(20))
     async with runtime.db.reading() as session:  # as the read-only routes run: autocommit
         default = (await session.execute(sa.text("SHOW work_mem"))).scalar_one()
         for include in ((), ("agents", "groups")):
