@@ -14,7 +14,7 @@ from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
-from shared.errors import connection_unusable, refused_statement
+from shared.db_errors import connection_unusable, refused_statement
 
 # Tables every service has (outbox, inbox, idempotency keys); each service's Alembic env adds them.
 infra_metadata = MetaData()

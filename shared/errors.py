@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
-from asyncpg.exceptions import (
-    CannotConnectNowError,
-    InterfaceError,
-    InternalClientError,
-    OperatorInterventionError,
-    PostgresConnectionError,
-    PostgresError,
-    TooManyConnectionsError,
-)
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,31 +14,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.db_errors import CONNECTION_ERRORS, database_unreachable
+
 log = logging.getLogger("kefu.errors")
 
 PROBLEM_JSON = "application/problem+json"
-
-# Errors that mean the database could not be reached or dropped the connection (a restart, a network cut,
-# no free connection slots), as opposed to a statement it rejected.
-_UNREACHABLE = (
-    OSError,
-    ConnectionError,
-    TimeoutError,
-    PostgresConnectionError,
-    TooManyConnectionsError,
-    CannotConnectNowError,
-    OperatorInterventionError,
-)
-# The driver's own verdict that its connection cannot run a statement: closed, or its protocol stuck
-# mid-way through something else ("another operation is in progress", seen on a pooled connection the
-# server ended while it sat idle). No statement was sent. The driver's DataError and configuration errors
-# are InterfaceErrors too, but about a value (and ValueErrors), not about the connection.
-_DRIVER_CONNECTION = (InterfaceError, InternalClientError)
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    return isinstance(exc, _DRIVER_CONNECTION) and not isinstance(exc, ValueError)
-
 
 TYPE_BASE = "https://kefu.dev/problems/"
 
@@ -194,34 +165,6 @@ async def _on_integrity(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    seen: BaseException | None = exc
-    for _ in range(10):  # a chain of causes is short; never follow a cycle forever
-        if seen is None:
-            return
-        yield seen
-        # SQLAlchemy wraps the driver's error (`orig`), which wraps the socket's or the server's.
-        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
-
-
-def database_unreachable(exc: BaseException) -> bool:
-    """True when a database error means "cannot talk to the server now" rather than a bad statement."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return any(isinstance(cause, _UNREACHABLE) or _connection_lost(cause) for cause in _causes(exc))
-
-
-def connection_unusable(exc: BaseException) -> bool:
-    """True when the driver says its connection cannot run another statement (see `_DRIVER_CONNECTION`)."""
-    return any(_connection_lost(cause) for cause in _causes(exc))
-
-
-def refused_statement(exc: BaseException) -> bool:
-    """True when the server answered a statement with an error (a constraint, say) and the connection is
-    ready for the next one; False for a dropped connection, a cancelled statement or anything else."""
-    return any(isinstance(c, PostgresError) for c in _causes(exc)) and not database_unreachable(exc)
-
-
 async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
     if not database_unreachable(exc):
         return await _on_unexpected(request, exc)
@@ -251,7 +194,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, _on_integrity)
     app.add_exception_handler(DBAPIError, _on_database_error)
     # A connection that fails while being opened reaches the app as the driver's or the socket's own error.
-    for unreachable in (*_UNREACHABLE, *_DRIVER_CONNECTION):
+    for unreachable in CONNECTION_ERRORS:
         app.add_exception_handler(unreachable, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
 

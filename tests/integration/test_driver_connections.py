@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from shared.db import Database
-from shared.errors import database_unreachable
+from shared.db_errors import database_unreachable
 from tests.integration.conftest import PG_DSN
 
 

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from shared.errors import connection_unusable, database_unreachable, refused_statement
+from shared.db_errors import connection_unusable, database_unreachable, refused_statement
 
 
 def wrapped(driver_error: BaseException) -> DBAPIError:
