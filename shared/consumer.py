@@ -94,7 +94,12 @@ Claim = Callable[[AsyncSession, list[Received], datetime], Awaitable[set[str]]]
 
 
 async def inbox_claim(session: AsyncSession, events: list[Received], at: datetime) -> set[str]:
-    """The default claim: the events' ids in the inbox."""
+    """The default claim: the events' ids in the inbox (an event handled alone by the inbox's one-row
+    statement, which every event of an unbatched type goes through)."""
+    if len(events) == 1:
+        event = events[0].envelope
+        fresh = await inbox.claim(session, event_id=event.id, type=event.type, source=event.source, at=at)
+        return {event.id} if fresh else set()
     return await inbox.claim_many(
         session, [(e.envelope.id, e.envelope.type, e.envelope.source) for e in events], at=at
     )
@@ -285,7 +290,7 @@ class EventConsumer:
         envelope: CloudEvent,
         data: Any,
         handler: Handler,
-        route: BatchRoute | None = None,
+        claim: Claim = inbox_claim,
     ) -> Outcome:
         """One event in its own transaction: handled, duplicate, retried or dead.
 
@@ -295,17 +300,8 @@ class EventConsumer:
         token = correlation_id.set(envelope.correlationid)
         try:
             async with self.db.transaction() as session:
-                if route is not None:
-                    claimed = await route.claim(session, [Received(envelope, data)], self.clock.now())
-                    fresh = envelope.id in claimed
-                else:
-                    fresh = await inbox.claim(
-                        session,
-                        event_id=envelope.id,
-                        type=envelope.type,
-                        source=envelope.source,
-                        at=self.clock.now(),
-                    )
+                claimed = await claim(session, [Received(envelope, data)], self.clock.now())
+                fresh = envelope.id in claimed
                 if fresh:
                     await handler(
                         HandlerContext(envelope, session, self.outbox, self.clock, self.timers), data
@@ -366,7 +362,7 @@ class EventConsumer:
                 if not parked.settled:
                     parked.settle(
                         await self._handle_one(
-                            parked.delivery, parked.envelope, parked.data, route.one, route
+                            parked.delivery, parked.envelope, parked.data, route.one, route.claim
                         )
                     )
         finally:
