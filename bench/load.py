@@ -743,21 +743,18 @@ async def hold_highest(
     rate: float,
     steps: list[dict[str, Any]],
     options: argparse.Namespace,
-) -> tuple[float, dict[str, Any], list[dict[str, Any]], dict[str, float], dict[str, float]]:
+) -> tuple[float, dict[str, Any], list[dict[str, Any]]]:
     """Hold `rate`; if it is not held, the next passing step down, up to `--hold-fallbacks` times.
 
     A 30-second step can pass at a rate the platform does not keep up for minutes (on a saturated machine
-    latency creeps up). Returns the rate held last, its result, the holds that failed before it and the
-    services' memory at its start and end.
+    latency creeps up). Returns the rate held last, its result and the holds that failed before it.
     """
     lower = sorted((s["rate"] for s in steps if s["sustained"] and s["rate"] < rate), reverse=True)
     failed: list[dict[str, Any]] = []
     while True:
-        rss_start = platform.rss()
         held = await hold(traffic, platform, watch, rate, options)
-        rss_end = platform.rss()
         if held["sustained"] or not lower or len(failed) >= options.hold_fallbacks:
-            return rate, held, failed, rss_start, rss_end
+            return rate, held, failed
         failed.append(held)
         rate = lower.pop(0)
         progress(f"not held for {options.duration:g}s; holding the next passing step down, {rate:g}/s")
@@ -843,9 +840,7 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
         if rate is None:
             rate = min(s["rate"] for s in steps)
             progress(f"no step sustained its rate; holding the lowest tried, {rate:g}/s")
-        rate, held, failed_holds, rss_start, rss_end = await hold_highest(
-            traffic, platform, watch, rate, steps, options
-        )
+        rate, held, failed_holds = await hold_highest(traffic, platform, watch, rate, steps, options)
         progress("draining")
         depths, unsent, drain_s = await platform.drain(options.drain)
         dead = {name: n for name, n in depths.items() if name.endswith(".dead")}
@@ -861,7 +856,10 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
         "rate": rate,
         "p99_ms": held["p99_ms"],
         "errors": held["errors"],
-        "rss_mb": {name: [rss_start[name], rss_end[name]] for name in rss_start},
+        # The hold's first and last memory samples: taken as it starts and as it ends.
+        "rss_mb": {
+            name: [held["rss_samples_mb"][0][name], held["rss_samples_mb"][-1][name]] for name in rss_ready
+        },
         "queues_end": depths,
         "sustained": held["sustained"],
         "why_not": held["why_not"],

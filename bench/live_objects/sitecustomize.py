@@ -15,6 +15,7 @@ counted: they live as long as the process anyway.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import os
 import threading
@@ -27,7 +28,7 @@ def _count_forever(folder: Path, every: float) -> None:
     baseline: set[int] | None = None
     started = time.monotonic()
     path = folder / f"{os.getpid()}.jsonl"
-    for sample in range(1, 1_000_000):
+    for sample in itertools.count(1):
         time.sleep(every)
         gc.collect()
         live = gc.get_objects()
