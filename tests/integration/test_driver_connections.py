@@ -4,6 +4,7 @@ error handling: one the server dropped, or one left mid-statement, must not be h
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -14,7 +15,7 @@ from tests.integration.conftest import PG_DSN
 
 
 @pytest.fixture
-async def db(databases: dict[str, str]) -> Database:
+async def db(databases: dict[str, str]) -> AsyncIterator[Database]:
     database = Database(databases["intake"], pool_size=1)
     yield database
     await database.dispose()
