@@ -94,12 +94,7 @@ Claim = Callable[[AsyncSession, list[Received], datetime], Awaitable[set[str]]]
 
 
 async def inbox_claim(session: AsyncSession, events: list[Received], at: datetime) -> set[str]:
-    """The default claim: the events' ids in the inbox (an event handled alone by the inbox's one-row
-    statement, which every event of an unbatched type goes through)."""
-    if len(events) == 1:
-        event = events[0].envelope
-        fresh = await inbox.claim(session, event_id=event.id, type=event.type, source=event.source, at=at)
-        return {event.id} if fresh else set()
+    """The default claim: the events' ids in the inbox."""
     return await inbox.claim_many(
         session, [(e.envelope.id, e.envelope.type, e.envelope.source) for e in events], at=at
     )

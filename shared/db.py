@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, MetaData, any_, bindparam, event, text
+from sqlalchemy import ColumnElement, DateTime, MetaData, String, any_, bindparam, event, text
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -39,8 +44,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class DecimalText(TypeDecorator[Decimal]):
+    """Money as exact decimal text: SQLite has no decimal type and a float would lose fen."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Any) -> str | None:
+        return None if value is None else str(Decimal(value))
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
 def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
+
+
+def dialect_insert(session: AsyncSession) -> Callable[[Any], PgInsert | SqliteInsert]:
+    """The session's dialect's INSERT, which has `ON CONFLICT` (the generic one has not)."""
+    return pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
 
 
 def any_of(column: Any, values: Sequence[Any], *, postgresql: bool) -> ColumnElement[bool]:

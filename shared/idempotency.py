@@ -10,13 +10,11 @@ from typing import Annotated, Any, cast
 import sqlalchemy as sa
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import CurrentPrincipal
-from shared.db import UTCDateTime, dialect_name, infra_metadata
+from shared.db import UTCDateTime, dialect_insert, infra_metadata
 from shared.errors import Problem
 
 idempotency_table = sa.Table(
@@ -67,7 +65,7 @@ class Idempotency:
         """Store the response in the same transaction as the change it describes."""
         if self.key is None:
             return
-        insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+        insert = dialect_insert(session)
         result = await session.execute(
             insert(idempotency_table)
             .values(**self.row(status=status, body=body, headers=headers))

@@ -42,6 +42,10 @@ async def claim_many(session: AsyncSession, events: list[tuple[str, str, str]], 
     """Record many `(event_id, type, source)` at once; returns the new ids (the others are duplicates)."""
     if not events:
         return set()
+    if len(events) == 1:  # every event of an unbatched type: the plain one-row insert is the cheaper one
+        ((event_id, type_, source),) = events
+        fresh = await claim(session, event_id=event_id, type=type_, source=source, at=at)
+        return {event_id} if fresh else set()
     # Sorted ids take the unique-index locks in one order, so two batches sharing an id cannot deadlock.
     ordered = sorted(events)
     if dialect_name(session) == "postgresql":

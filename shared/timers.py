@@ -26,13 +26,11 @@ from typing import Any
 import sqlalchemy as sa
 from prometheus_client import Counter, Histogram
 from sqlalchemy import event as sa_event
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from shared.clock import Clock, sleep_until_set
-from shared.db import Database, UTCDateTime, any_of, dialect_name
+from shared.db import Database, UTCDateTime, any_of, dialect_insert, dialect_name
 from shared.ids import new_id
 from shared.outbox import Outbox
 
@@ -125,7 +123,7 @@ class Timers:
             return
         if any(due_at.tzinfo is None for due_at, _ in latest.values()):
             raise ValueError("timers need an aware due time")
-        insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+        insert = dialect_insert(session)
         now = self.clock.now()
         statement = insert(self.table).values(
             [

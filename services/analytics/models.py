@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, Column, Computed, Index, Integer, PrimaryKeyConstraint, UniqueConstraint, text
@@ -12,7 +13,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from services.analytics.statistics import bin_sql
-from shared.db import UTCDateTime
+from shared.db import DecimalText, UTCDateTime
 from shared.ids import new_id
 
 
@@ -285,14 +286,45 @@ class BriefFact(AnalyticsModel, table=True):
 
 
 class MilestoneFact(AnalyticsModel, table=True):
-    """A missed milestone, by client (on-time rate needs the due ones too; see docs/analytics.md)."""
+    """One row per milestone that was missed or delivered: the on-time rate's numerator and denominator.
+
+    `due_at` is the due time in force when the work was delivered (the missed one until then); a
+    milestone is on time when it was delivered by it and never missed.
+    """
 
     __tablename__ = "milestone_facts"
 
     milestone_id: uuid.UUID = Field(primary_key=True)
     client_id: uuid.UUID = Field(index=True)
     due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
-    detected_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    missed_at: datetime | None = _at()
+    delivered_at: datetime | None = _at()
+
+
+class EstimateFact(AnalyticsModel, table=True):
+    """A cost estimate the client confirmed: the latest confirmed version's total."""
+
+    __tablename__ = "estimate_facts"
+
+    estimate_id: uuid.UUID = Field(primary_key=True)
+    client_id: uuid.UUID = Field(index=True)
+    currency: str = Field(max_length=3)
+    confirmed_version: int
+    confirmed_total: Decimal = Field(sa_column=Column(DecimalText(), nullable=False))
+    confirmed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class CostFact(AnalyticsModel, table=True):
+    """Money actually spent against an estimate; summed per estimate, in whatever order it arrives."""
+
+    __tablename__ = "cost_facts"
+
+    cost_id: uuid.UUID = Field(primary_key=True)
+    estimate_id: uuid.UUID = Field(index=True)
+    client_id: uuid.UUID
+    currency: str = Field(max_length=3)
+    amount: Decimal = Field(sa_column=Column(DecimalText(), nullable=False))
+    incurred_on: date
 
 
 class Webhook(AnalyticsModel, table=True):

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.analytics import facts, feed, metrics, rollups, sla_clocks, surveys
+from services.analytics import agency_facts, feed, metrics, rollups, sla_clocks, surveys
 from services.analytics.business_time import BusinessCalendar
 from services.analytics.columnar import column_arrays, unnest_select
 from services.analytics.models import SlaEvent, Survey, TicketFact, Webhook, WebhookDelivery
@@ -38,6 +38,9 @@ BRIEF_EVENTS = (
     b.ProposalPresented,
     b.ProposalDecided,
     b.MilestoneMissed,
+    b.MilestoneDelivered,
+    b.EstimateConfirmed,
+    b.CostRecorded,
 )
 _DONE = {t.TicketStatus.RESOLVED.value, t.TicketStatus.CLOSED.value}
 _facts = TicketFact.__table__  # type: ignore[attr-defined]
@@ -532,7 +535,7 @@ async def _brief_event(
     session: AsyncSession, item: Item, *, now: datetime, live: BatchContext | None, survey_ttl: timedelta
 ) -> None:
     # Brief events are few: the per-event fold (with its row lock) is cheap enough here.
-    await facts.apply_brief_event(session, item.data)
+    await agency_facts.apply_brief_event(session, item.data)
     if live is None or not isinstance(item.data, b.ProposalDecided):
         return
     new = await surveys.survey_for_presentation(session, item.data, now=now, ttl=survey_ttl)

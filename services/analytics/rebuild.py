@@ -17,6 +17,8 @@ from services.analytics import rollups
 from services.analytics.handlers import reporting_calendar
 from services.analytics.models import (
     BriefFact,
+    CostFact,
+    EstimateFact,
     EventRecord,
     MilestoneFact,
     ProjectionCheckpoint,
@@ -35,7 +37,16 @@ log = logging.getLogger("kefu.analytics.rebuild")
 CHECKPOINT = "facts"
 # The rollups are rebuilt with the facts (the projector keeps them); reports scan the facts until the
 # rebuild has finished and marks the kept zones built again.
-PROJECTION_TABLES = (TicketFact, SlaClock, BriefFact, MilestoneFact, TicketRollup, RollupZone)
+PROJECTION_TABLES = (
+    TicketFact,
+    SlaClock,
+    BriefFact,
+    MilestoneFact,
+    EstimateFact,
+    CostFact,
+    TicketRollup,
+    RollupZone,
+)
 
 
 async def rebuild(

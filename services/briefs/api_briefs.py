@@ -178,13 +178,14 @@ async def deliver_milestone(
     session: SessionDep,
     clock: ClockDep,
     timers: TimersDep,
+    outbox: OutboxDep,
     response: Response,
     principal: Writer,
 ) -> MilestoneOut:
     """The promised work was delivered."""
     try:
         milestone = await traffic.deliver(
-            session, milestone_id, actor=principal.subject, clock=clock, timers=timers
+            session, milestone_id, actor=principal.subject, clock=clock, timers=timers, outbox=outbox
         )
     except IllegalTransition as exc:
         raise conflict(exc.detail, allowed=exc.allowed) from None

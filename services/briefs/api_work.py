@@ -267,6 +267,7 @@ async def record_actual(
     body: ActualIn,
     session: SessionDep,
     clock: ClockDep,
+    outbox: OutboxDep,
     idempotency: IdempotencyDep,
     principal: EstimateWriter,
 ) -> Any:
@@ -274,7 +275,7 @@ async def record_actual(
     if (replay := await idempotency.replay(session)) is not None:
         return replay
     cost = await estimate_service.record_actual(
-        session, estimate_id, body, actor=principal.subject, clock=clock
+        session, estimate_id, body, actor=principal.subject, clock=clock, outbox=outbox
     )
     out = ActualOut.model_validate(cost)
     await idempotency.remember(session, status=201, body=out.model_dump(mode="json"))

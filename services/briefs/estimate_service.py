@@ -25,7 +25,7 @@ from services.briefs.schemas_work import (
 from services.briefs.signoff import IllegalTransition
 from shared.clock import Clock
 from shared.concurrency import check_if_match
-from shared.contracts.briefs import EstimateConfirmed
+from shared.contracts.briefs import CostRecorded, EstimateConfirmed
 from shared.errors import Problem, conflict, not_found
 from shared.outbox import Outbox
 
@@ -264,9 +264,16 @@ async def decline(session: AsyncSession, estimate_id: uuid.UUID, reason: str, *,
 
 
 async def record_actual(
-    session: AsyncSession, estimate_id: uuid.UUID, request: ActualIn, *, actor: str, clock: Clock
+    session: AsyncSession,
+    estimate_id: uuid.UUID,
+    request: ActualIn,
+    *,
+    actor: str,
+    clock: Clock,
+    outbox: Outbox,
 ) -> ActualCost:
-    """Money spent against a confirmed estimate; spending beyond it shows in `remaining`."""
+    """Money spent against a confirmed estimate; spending beyond it shows in `remaining`, and the cost is
+    published for the estimate-vs-actual report."""
     estimate = await get(session, estimate_id)
     try:
         money.check(EstimateStatus(estimate.status), "record_actual")
@@ -284,6 +291,22 @@ async def record_actual(
     )
     session.add(cost)
     await session.flush()
+    await outbox.add(
+        session,
+        "briefs.cost.recorded.v1",
+        CostRecorded(
+            cost_id=cost.id,
+            estimate_id=estimate.id,
+            client_id=estimate.client_id,
+            brief_id=estimate.brief_id,
+            amount=cost.amount,
+            currency=estimate.currency,
+            incurred_on=cost.incurred_on,
+            recorded_by=actor,
+            recorded_at=cost.recorded_at,
+        ),
+        subject=str(estimate.id),
+    )
     return cost
 
 

@@ -7,12 +7,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlalchemy.orm import registry
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from shared.db import UTCDateTime
+from shared.db import DecimalText, UTCDateTime
 from shared.ids import new_id
 from shared.timers import timer_table
 
@@ -22,19 +21,6 @@ class BriefsModel(SQLModel, registry=registry()):
 
 
 metadata = BriefsModel.metadata
-
-
-class DecimalText(TypeDecorator[Decimal]):
-    """Money as exact decimal text: SQLite has no decimal type and a float would lose fen."""
-
-    impl = String(40)
-    cache_ok = True
-
-    def process_bind_param(self, value: Decimal | None, dialect: Any) -> str | None:
-        return None if value is None else str(Decimal(value))
-
-    def process_result_value(self, value: str | None, dialect: Any) -> Decimal | None:
-        return None if value is None else Decimal(value)
 
 
 def _when(nullable: bool = False) -> Any:

@@ -14,7 +14,7 @@ from services.briefs.schemas_work import MilestoneCreate, MilestoneKind, Milesto
 from services.briefs.signoff import IllegalTransition
 from shared.clock import Clock
 from shared.concurrency import check_if_match
-from shared.contracts.briefs import MilestoneMissed
+from shared.contracts.briefs import MilestoneDelivered, MilestoneMissed
 from shared.errors import Problem, not_found
 from shared.outbox import Outbox
 from shared.pagination import decode_cursor, encode_cursor
@@ -128,9 +128,18 @@ async def get(session: AsyncSession, milestone_id: uuid.UUID) -> Milestone:
 
 
 async def deliver(
-    session: AsyncSession, milestone_id: uuid.UUID, *, actor: str, clock: Clock, timers: TimerPort
+    session: AsyncSession,
+    milestone_id: uuid.UUID,
+    *,
+    actor: str,
+    clock: Clock,
+    timers: TimerPort,
+    outbox: Outbox,
 ) -> Milestone:
-    """Delivered: on time or late (a missed milestone can still be delivered, and stays recorded missed)."""
+    """Delivered: on time or late (a missed milestone can still be delivered, and stays recorded missed).
+
+    The delivery is published, so the on-time rate counts what was delivered as well as what was missed.
+    """
     milestone = await get(session, milestone_id)
     if milestone.delivered_at is not None:
         raise IllegalTransition("The milestone is already delivered.", ["reschedule"])
@@ -140,6 +149,17 @@ async def deliver(
     milestone.delivered_by = actor
     milestone.version += 1
     await timers.cancel(session, kind=MILESTONE_DUE, subject=str(milestone.id))
+    await outbox.add(
+        session,
+        "briefs.milestone.delivered.v1",
+        MilestoneDelivered(
+            **_described(milestone),
+            delivered_at=now,
+            delivered_by=actor,
+            on_time=now <= milestone.due_at,
+        ),
+        subject=str(milestone.id),
+    )
     if milestone.kind == MilestoneKind.FORMAL_BRIEFING.value:
         await add_milestone(
             session,
@@ -200,14 +220,7 @@ async def mark_missed(
         session,
         "briefs.milestone.missed.v1",
         MilestoneMissed(
-            milestone_id=milestone.id,
-            client_id=milestone.client_id,
-            brief_id=milestone.brief_id,
-            proposal_id=milestone.proposal_id,
-            name=milestone.name,
-            kind=milestone.kind,
-            owner=milestone.owner,
-            due_at=milestone.due_at,
+            **_described(milestone),
             detected_at=now,
             late=late,
         ),
@@ -215,6 +228,20 @@ async def mark_missed(
     )
     await session.flush()
     return milestone
+
+
+def _described(milestone: Milestone) -> dict[str, Any]:
+    """The fields every milestone event carries (`MilestoneEvent`)."""
+    return {
+        "milestone_id": milestone.id,
+        "client_id": milestone.client_id,
+        "brief_id": milestone.brief_id,
+        "proposal_id": milestone.proposal_id,
+        "name": milestone.name,
+        "kind": milestone.kind,
+        "owner": milestone.owner,
+        "due_at": milestone.due_at,
+    }
 
 
 def listing(

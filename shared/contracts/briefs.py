@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -94,8 +94,9 @@ class ProposalDecided(EventData):
     comments: str | None = Field(default=None, max_length=5000)
 
 
-@registry.register("briefs.milestone.missed.v1", "A deadline passed with the work undelivered.")
-class MilestoneMissed(EventData):
+class MilestoneEvent(EventData):
+    """What every milestone event says of the milestone."""
+
     milestone_id: uuid.UUID
     client_id: uuid.UUID
     brief_id: uuid.UUID | None = None
@@ -104,6 +105,10 @@ class MilestoneMissed(EventData):
     kind: str = Field(max_length=50)
     owner: str | None = None
     due_at: datetime
+
+
+@registry.register("briefs.milestone.missed.v1", "A deadline passed with the work undelivered.")
+class MilestoneMissed(MilestoneEvent):
     detected_at: datetime
     late: bool = Field(
         default=False, description="Detected after the fact (the service was down at the time)."
@@ -123,3 +128,32 @@ class EstimateConfirmed(EventData):
     confirmed_at: datetime
     method: str = Field(description="signed_document, email, letter, fax or wechat.")
     recorded_by: str
+
+
+@registry.register(
+    "briefs.milestone.delivered.v1", "A milestone's work was delivered, by its due time or after it."
+)
+class MilestoneDelivered(MilestoneEvent):
+    """`due_at` is the due time in force when the work was delivered."""
+
+    delivered_at: datetime
+    delivered_by: str
+    on_time: bool = Field(
+        description="Delivered by `due_at`. A milestone that was missed and then rescheduled can be on "
+        "time against its new date; `briefs.milestone.missed.v1` records the miss."
+    )
+
+
+@registry.register(
+    "briefs.cost.recorded.v1", "Money actually spent against a confirmed cost estimate was recorded."
+)
+class CostRecorded(EventData):
+    cost_id: uuid.UUID
+    estimate_id: uuid.UUID
+    client_id: uuid.UUID
+    brief_id: uuid.UUID | None = None
+    amount: Decimal = Field(description="Exact, to the fen (a decimal string on the wire).")
+    currency: str = Field(default="CNY", min_length=3, max_length=3)
+    incurred_on: date
+    recorded_by: str
+    recorded_at: datetime

@@ -228,7 +228,8 @@ async def briefs(
     until: Until = None,
     client: uuid.UUID | None = None,
 ) -> dict[str, Any]:
-    """Agency delivery per client: turnaround, sign-off, proposal rounds, first-presentation approvals."""
+    """Agency delivery per client: brief turnaround, sign-off, proposal rounds, first-presentation approvals,
+    on-time milestones and confirmed estimates against actual costs."""
     start, end = window(since, until, clock.now())
     figures = await brief_metrics(session, since=start, until=end, client_id=client)
     return {"since": start, "until": end, "filters": {"client": str(client)} if client else {}, **figures}

@@ -281,6 +281,71 @@ async def test_booking_is_refused_until_the_client_confirms_the_estimate(
         assert (bigger.json()["status"], bigger.json()["version"]) == ("draft", 2)
 
 
+async def test_actual_costs_reach_the_estimate_vs_actual_report(start_cluster: Any, broker: Broker) -> None:
+    cluster: Cluster = await start_cluster()
+    http = cluster.clients["briefs"]
+    async with watching(broker) as seen:
+        client = await new_client(http)
+        created = await http.post(
+            "/v1/estimates",
+            json={
+                "client_id": client["id"],
+                "title": "新品发布会",
+                "lines": [{"description": "场地与搭建", "quantity": "1", "unit_price": "80000"}],
+            },
+            headers=AE,
+        )
+        est = created.json()
+        await http.post(f"/v1/estimates/{est['id']}/send", headers=AE)
+        confirmation = {
+            "confirmed_by": "客户品牌总监李先生",
+            "confirmed_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+            "method": "email",
+            "evidence_ref": "mail://2026-11-23/li",
+            "digest": est["digest"],
+        }
+        assert (
+            await http.post(f"/v1/estimates/{est['id']}/confirm", json=confirmation, headers=AE)
+        ).is_success
+        for amount, reference in (("52000.50", "INV-1"), ("31000", "INV-2")):
+            spent = await http.post(
+                f"/v1/estimates/{est['id']}/actuals",
+                json={
+                    "description": "发票",
+                    "amount": amount,
+                    "incurred_on": "2026-11-20",
+                    "reference": reference,
+                },
+                headers=AE,
+            )
+            assert spent.status_code == 201, spent.text
+
+        await eventually(lambda: len(seen.of("briefs.cost.recorded.v1", est["id"])) == 2, timeout=10)
+        amounts = sorted(e["data"]["amount"] for e in seen.of("briefs.cost.recorded.v1", est["id"]))
+        assert amounts == ["31000.00", "52000.50"]
+
+        async def reported() -> list[dict[str, Any]] | None:
+            response = await cluster.clients["analytics"].get(
+                "/v1/metrics/briefs", params={"client": client["id"]}, headers=ANALYST
+            )
+            clients = response.json()["clients"]
+            figures: list[dict[str, Any]] = clients[0]["estimate_vs_actual"] if clients else []
+            return figures if figures and figures[0]["actual"] == "83000.50" else None
+
+        figures = await eventually(reported, timeout=10)
+        assert figures == [
+            {
+                "currency": "CNY",
+                "estimates": 1,
+                "estimated": "80000.00",
+                "actual": "83000.50",
+                "variance": "3000.50",
+                "variance_percent": 3.75,
+                "over_estimate": 1,
+            }
+        ]
+
+
 async def test_a_milestone_that_passes_undelivered_is_published_as_missed(
     start_cluster: Any, broker: Broker
 ) -> None:
@@ -327,6 +392,18 @@ async def test_a_milestone_that_passes_undelivered_is_published_as_missed(
         assert overdue.json()["items"][0]["status"] == "missed"
         await asyncio.sleep(0.5)
         assert not seen.of("briefs.milestone.missed.v1", delivered.json()["id"])
+        on_time = seen.of("briefs.milestone.delivered.v1", delivered.json()["id"])
+        assert [e["data"]["on_time"] for e in on_time] == [True]
+
+        async def rate() -> dict[str, Any] | None:
+            response = await cluster.clients["analytics"].get(
+                "/v1/metrics/briefs", params={"client": client["id"]}, headers=ANALYST
+            )
+            clients = response.json()["clients"]
+            figures: dict[str, Any] | None = clients[0]["milestones"] if clients else None
+            return figures if figures and figures["settled"] == 2 else None
+
+        assert (await eventually(rate, timeout=10))["on_time_rate"] == {"value": 0.5, "n": 2}
 
 
 async def test_the_weekly_report_lists_the_week(start_cluster: Any) -> None:
