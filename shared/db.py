@@ -84,7 +84,9 @@ def any_of(column: Any, values: Sequence[Any], *, postgresql: bool) -> ColumnEle
 class Database:
     """An engine and a session factory; `transaction()` is the unit of work."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, pool_size: int = 10, pool_timeout: float = 30.0
+    ) -> None:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -101,7 +103,9 @@ class Database:
             # a steady load above the pool's size every such one costs a connect, the driver's type
             # introspection and the statements prepared anew (seen as ~1.4 new connections a second in the
             # load benchmark). The pool is the cap, and every connection in it stays open.
-            options.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800)
+            # A caller that waits `pool_timeout` for a connection gets `sqlalchemy.exc.TimeoutError`, which
+            # the HTTP layer answers with 503 and `Retry-After`: the service is saturated, not broken.
+            options.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800, pool_timeout=pool_timeout)
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.db_errors import CONNECTION_ERRORS, database_unreachable
@@ -180,6 +181,19 @@ async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+    # Every pooled connection stayed in use for the pool's whole timeout: the service is saturated. Nothing
+    # was done, and backing off is what helps it recover, so this is "busy", not a fault.
+    log.warning("no free database connection on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        detail="The service is at capacity; nothing was changed. Retry shortly.",
+        slug="service-busy",
+        instance=request.url.path,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
@@ -193,6 +207,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(IntegrityError, _on_integrity)
     app.add_exception_handler(DBAPIError, _on_database_error)
+    app.add_exception_handler(PoolTimeout, _on_pool_exhausted)
     # A connection that fails while being opened reaches the app as the driver's or the socket's own error.
     for unreachable in CONNECTION_ERRORS:
         app.add_exception_handler(unreachable, _on_database_error)

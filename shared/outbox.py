@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from shared import observability
+from shared.background import BackgroundLoop
 from shared.bus.base import OutgoingMessage, PublishFailed, Transport
 from shared.clock import Clock, sleep_until_set, utc_iso
 from shared.db import Database, UTCDateTime, any_of, infra_metadata
@@ -200,22 +201,22 @@ class OutboxRelay:
         self.linger_seconds = linger_seconds
         self.pass_interval_seconds = pass_interval_seconds
         self.retention = retention
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop(f"kefu-{service}-outbox-relay", outbox.wake)
         self._last_purge: datetime | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"kefu-{self.service}-outbox-relay")
+        self._loop.start(self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        """Finish the batch in hand (published and marked, or left for the next start), then stop."""
+        await self._loop.stop()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             self.outbox.wake.clear()
+            if self._loop.stopping:  # after the clear: a stop that lands later still wakes the sleep
+                return
             last_pass = loop.time()
             try:
                 published = await self.publish_batch()

@@ -80,7 +80,11 @@ class Runtime:
         self.settings = settings
         self.name = definition.name
         self.clock = clock or SystemClock()
-        self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        self.db = Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            pool_timeout=settings.db_pool_timeout_seconds,
+        )
         self.owns_transport = transport is None
         self.transport = transport or transport_for(settings)
         self.events = events

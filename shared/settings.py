@@ -26,6 +26,10 @@ class ServiceSettings(BaseSettings):
     # Connections to the database, all kept open: above the consumer's concurrency, so the relay, the
     # timer scheduler and HTTP requests find one free; beyond it callers wait for one (backpressure).
     db_pool_size: int = Field(default=20, ge=1, le=200)
+    # How long a caller waits for a free connection. An HTTP request that waits longer is answered 503
+    # with `Retry-After`: its client has most likely given up by then, and a prompt "busy" is more use to
+    # it than an answer it no longer reads.
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     amqp_url: str | None = Field(default=None, validation_alias=AliasChoices("AMQP_URL"))
     exchange: str = Field(default="kefu.events", validation_alias=AliasChoices("KEFU_EXCHANGE"))
     queue_prefix: str = Field(default="kefu", validation_alias=AliasChoices("KEFU_QUEUE_PREFIX"))

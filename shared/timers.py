@@ -29,6 +29,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from shared.background import BackgroundLoop
 from shared.clock import Clock, sleep_until_set
 from shared.db import Database, UTCDateTime, any_of, dialect_insert, dialect_name
 from shared.ids import new_id
@@ -326,21 +327,21 @@ class TimerScheduler:
         self.claimers = 1 if db.is_sqlite else max(1, claimers)
         self.max_sleep_seconds = max_sleep_seconds
         self.probes = 0  # earliest-due queries made, for the benchmark's idle cost
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop(f"kefu-{service}-timers", timers.wake)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"kefu-{self.service}-timers")
+        self._loop.start(self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        """Finish the pass in hand (its timers fired and marked), then stop."""
+        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:
-            # Clear before looking, so a commit that lands while we look still wakes the next sleep.
+            # Clear before looking, so a commit (or a stop) that lands while we look still wakes the sleep.
             self.timers.wake.clear()
+            if self._loop.stopping:
+                return
             self.timers.sleeping_until = None
             try:
                 await self._drain()
@@ -360,7 +361,7 @@ class TimerScheduler:
 
         async def claimer() -> None:
             # Each claimer goes on by itself until it finds less than a full batch, so none waits on another.
-            while await self.fire_due() >= self.batch_size:
+            while not self._loop.stopping and await self.fire_due() >= self.batch_size:
                 pass
 
         await asyncio.gather(*(claimer() for _ in range(self.claimers)))

@@ -7,7 +7,6 @@ receiver recomputes it over the raw body and rejects old timestamps, which defea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -23,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.analytics import metrics
 from services.analytics.models import TicketFact, Webhook, WebhookDelivery
 from services.analytics.settings import analytics_settings
-from shared.clock import Clock
+from shared.background import BackgroundLoop
+from shared.clock import Clock, sleep_until_set
 from shared.db import Database, dialect_name
 
 log = logging.getLogger("kefu.analytics.webhooks")
@@ -61,22 +61,20 @@ class WebhookDispatcher:
         self.clock = clock
         self.settings = analytics_settings()
         self.http = httpx.AsyncClient(timeout=self.settings.webhook_timeout_seconds, transport=transport)
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop("analytics-webhooks", asyncio.Event())
         self._gauges_at = 0.0
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="analytics-webhooks")
+        self._loop.start(self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Finish the deliveries in hand, then stop."""
+        await self._loop.stop()
         await self.http.aclose()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._loop.stopping:
             try:
                 sent = await self.deliver_due()
                 if loop.time() - self._gauges_at > 5:
@@ -88,7 +86,7 @@ class WebhookDispatcher:
                 log.warning("webhook dispatch failed", exc_info=True)
                 sent = 0
             if not sent:
-                await asyncio.sleep(self.settings.webhook_poll_seconds)
+                await sleep_until_set(self._loop.wake, self.settings.webhook_poll_seconds)
 
     async def deliver_due(self, batch: int = 20) -> int:
         """Attempt every due delivery once; returns how many were attempted.

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from shared.bus.base import (
     DeadLetter,
@@ -28,7 +29,7 @@ class _Subscription:
     handler: DeliveryHandler
     queue: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
-    busy: int = 0
+    handling: set[asyncio.Task[Any]] = field(default_factory=set)  # workers with a delivery in hand
 
 
 class InProcessTransport:
@@ -47,16 +48,24 @@ class InProcessTransport:
     async def connect(self) -> None:
         self._connected = True
 
-    async def close(self) -> None:
+    async def close(self, grace_seconds: float = 5.0) -> None:
         self._connected = False
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        for subscription in self._subscriptions.values():
-            for worker in subscription.workers:
+        # Handlers in hand finish, so their transactions commit or roll back as usual rather than being
+        # cancelled midway; idle workers are cancelled. What is still queued is dropped: an in-process bus
+        # ends with its process.
+        workers = [w for s in self._subscriptions.values() for w in s.workers]
+        in_hand = {w for s in self._subscriptions.values() for w in s.handling}
+        for worker in workers:
+            if worker not in in_hand:
                 worker.cancel()
-        for subscription in self._subscriptions.values():
-            await asyncio.gather(*subscription.workers, return_exceptions=True)
+        if in_hand:
+            _, late = await asyncio.wait(in_hand, timeout=grace_seconds)
+            for worker in late:
+                worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         self._subscriptions.clear()
 
     @property
@@ -100,16 +109,20 @@ class InProcessTransport:
             subscription.workers.append(task)
 
     async def _work(self, subscription: _Subscription) -> None:
-        while True:
+        worker = asyncio.current_task()
+        assert worker is not None
+        while self._connected:
             delivery = await subscription.queue.get()
-            subscription.busy += 1
+            if not self._connected:
+                return
+            subscription.handling.add(worker)
             try:
                 self._settle(subscription, delivery, await subscription.handler(delivery))
             except Exception as exc:  # a pipeline bug must not kill the worker
                 log.exception("consumer pipeline failed")
                 self._settle(subscription, delivery, Outcome.retry(f"{type(exc).__name__}: {exc}"))
             finally:
-                subscription.busy -= 1
+                subscription.handling.discard(worker)
 
     def _settle(self, subscription: _Subscription, delivery: Delivery, outcome: Outcome) -> None:
         outcome_kind, reason = outcome.kind, outcome.reason
