@@ -166,18 +166,23 @@ async def _on_integrity(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _retry_shortly(request: Request, *, slug: str, detail: str) -> JSONResponse:
+    """503 with `Retry-After`: nothing was done, and the same request will very likely succeed soon."""
+    return problem_response(
+        503, detail=detail, slug=slug, instance=request.url.path, headers={"Retry-After": "1"}
+    )
+
+
 async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
     if not database_unreachable(exc):
         return await _on_unexpected(request, exc)
     # The server is restarting, unreachable or out of connections: nothing was committed, and the same
     # request will very likely succeed in a moment — tell the client so instead of reporting a fault.
     log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
-    return problem_response(
-        503,
-        detail="The database is briefly unavailable; nothing was changed. Retry shortly.",
+    return _retry_shortly(
+        request,
         slug="database-unavailable",
-        instance=request.url.path,
-        headers={"Retry-After": "1"},
+        detail="The database is briefly unavailable; nothing was changed. Retry shortly.",
     )
 
 
@@ -185,12 +190,8 @@ async def _on_pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
     # Every pooled connection stayed in use for the pool's whole timeout: the service is saturated. Nothing
     # was done, and backing off is what helps it recover, so this is "busy", not a fault.
     log.warning("no free database connection on %s %s: %s", request.method, request.url.path, exc)
-    return problem_response(
-        503,
-        detail="The service is at capacity; nothing was changed. Retry shortly.",
-        slug="service-busy",
-        instance=request.url.path,
-        headers={"Retry-After": "1"},
+    return _retry_shortly(
+        request, slug="service-busy", detail="The service is at capacity; nothing was changed. Retry shortly."
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +14,7 @@ from shared.bus.base import Delivery, OutgoingMessage, PublishFailed
 from shared.bus.memory import InProcessTransport
 from shared.clock import SystemClock
 from shared.consumer import EventConsumer, EventHandlers, HandlerContext
-from shared.db import Database, infra_metadata
+from shared.db import Database
 from shared.events import CloudEvent, EventRegistry, make_event
 from shared.inbox import inbox_table
 from shared.outbox import Outbox, OutboxRelay, outbox_table
@@ -36,15 +35,6 @@ class Seen:
     def __init__(self) -> None:
         self.parcels: list[str] = []
         self.failures_left = 0
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path}/unit.db")
-    async with database.engine.begin() as connection:
-        await connection.run_sync(infra_metadata.create_all)
-    yield database
-    await database.dispose()
 
 
 @pytest.fixture

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from shared.background import BackgroundLoop
 from shared.bus.base import Delivery, Outcome, OutgoingMessage
 from shared.bus.memory import InProcessTransport
 from shared.clock import SystemClock
-from shared.db import Database, infra_metadata
+from shared.db import Database
 from shared.outbox import OutboxRelay, outbox_table
 from tests.unit.test_messaging import ParcelShipped, outbox_for
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path}/shutdown.db")
-    async with database.engine.begin() as connection:
-        await connection.run_sync(infra_metadata.create_all)
-    yield database
-    await database.dispose()
 
 
 class SlowBroker(InProcessTransport):
