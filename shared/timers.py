@@ -98,6 +98,7 @@ class Timers:
     def __init__(self, table: sa.Table, *, clock: Clock) -> None:
         self.table = table
         self.clock = clock
+        self._upserts: dict[str, Any] = {}
         self.wake = asyncio.Event()
         # When the scheduler next looks by itself; None while it is awake and about to look anyway.
         self.sleeping_until: datetime | None = None
@@ -124,35 +125,41 @@ class Timers:
             return
         if any(due_at.tzinfo is None for due_at, _ in latest.values()):
             raise ValueError("timers need an aware due time")
-        insert = dialect_insert(session)
         now = self.clock.now()
-        statement = insert(self.table).values(
-            [
-                {
-                    "id": new_id(),
-                    "kind": kind,
-                    "subject": subject,
-                    "due_at": due_at,
-                    "payload": payload,
-                    "created_at": now,
-                    "fired_at": None,
-                    "attempts": 0,
-                }
-                for (kind, subject), (due_at, payload) in latest.items()
-            ]
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=["kind", "subject"],
-            set_={
-                "due_at": statement.excluded.due_at,
-                "payload": statement.excluded.payload,
+        rows = [
+            {
+                "id": new_id(),
+                "kind": kind,
+                "subject": subject,
+                "due_at": due_at,
+                "payload": payload,
+                "created_at": now,
                 "fired_at": None,
                 "attempts": 0,
-                "last_error": None,
-            },
-        )
-        await session.execute(statement)
+            }
+            for (kind, subject), (due_at, payload) in latest.items()
+        ]
+        await session.execute(self._upsert(session), rows)
         self._wake_after_commit(session, min(due_at for due_at, _ in latest.values()))
+
+    def _upsert(self, session: AsyncSession) -> Any:
+        """The insert-or-move statement, built once per dialect. With the rows passed as parameters its
+        compiled form is cached; rows written into the statement (`.values([...])`) would make it
+        uncacheable, compiled anew on every call (6 % of tickets' CPU under load)."""
+        name = dialect_name(session)
+        if name not in self._upserts:
+            statement = dialect_insert(session)(self.table)
+            self._upserts[name] = statement.on_conflict_do_update(
+                index_elements=["kind", "subject"],
+                set_={
+                    "due_at": statement.excluded.due_at,
+                    "payload": statement.excluded.payload,
+                    "fired_at": None,
+                    "attempts": 0,
+                    "last_error": None,
+                },
+            )
+        return self._upserts[name]
 
     async def cancel(self, session: AsyncSession, *, kind: str, subject: str) -> None:
         """Forget the `(kind, subject)` timer if it is still pending (a no-op otherwise)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine.default import CACHE_HIT, CACHE_MISS
 
 from shared.clock import FrozenClock, SystemClock
 from shared.db import Database, infra_metadata
@@ -109,6 +110,46 @@ async def test_a_fired_timer_scheduled_again_fires_again(db: Database) -> None:
     clock.advance(timedelta(hours=1))
     assert await h.scheduler.fire_due() == 1
     assert [t.due_at for t in h.fired] == [T0, T0 + timedelta(hours=1)]
+
+
+async def test_schedule_many_inserts_and_moves_in_one_call_the_last_of_a_pair_winning(db: Database) -> None:
+    clock = FrozenClock(T0)
+    h = Harness(db, clock)
+    await h.schedule("a", T0 + timedelta(hours=5))
+    async with db.transaction() as session:
+        await h.timers.schedule_many(
+            session,
+            [
+                ("reminder", "a", T0 + timedelta(minutes=1), {"n": "moved"}),
+                ("reminder", "b", T0 + timedelta(minutes=9), None),
+                ("reminder", "b", T0 + timedelta(minutes=2), {"n": "last"}),
+            ],
+        )
+    clock.advance(timedelta(minutes=2))
+    assert await h.scheduler.fire_due() == 2
+    assert sorted((t.subject, t.payload) for t in h.fired) == [("a", {"n": "moved"}), ("b", {"n": "last"})]
+
+
+async def test_scheduling_reuses_one_compiled_statement_whatever_the_number_of_timers(db: Database) -> None:
+    # Rows written into the statement would compile it anew on every call: CPU on every ticket action.
+    h = Harness(db, FrozenClock(T0))
+    outcomes: list[object] = []
+
+    def record(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        context = rest[-2]
+        if statement.startswith("INSERT INTO timers"):
+            outcomes.append(context.cache_hit)  # type: ignore[attr-defined]
+
+    sa.event.listen(db.engine.sync_engine, "after_cursor_execute", record)
+    for n in (1, 3, 2, 3, 1):
+        async with db.transaction() as session:
+            await h.timers.schedule_many(
+                session, [("reminder", f"{n}-{i}", T0 + timedelta(hours=1), None) for i in range(n)]
+            )
+    sa.event.remove(db.engine.sync_engine, "after_cursor_execute", record)
+
+    # Compiled once for one row and once for several (an executemany), then only taken from the cache.
+    assert outcomes == [CACHE_MISS, CACHE_MISS, CACHE_HIT, CACHE_HIT, CACHE_HIT]
 
 
 async def test_timer_due_during_downtime_fires_once_marked_late(db: Database) -> None:
