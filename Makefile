@@ -45,11 +45,14 @@ down:
 	  if [ -f $(RUN_DIR)/$$s.pid ]; then kill $$(cat $(RUN_DIR)/$$s.pid) 2>/dev/null && echo "stopped $$s"; rm -f $(RUN_DIR)/$$s.pid; fi; \
 	done
 
-test: install ## unit, contract and integration tests (integration needs PostgreSQL and RabbitMQ)
-	$(PY) -m pytest
+# The suites on the real servers run one test at a time (the reliability ones stop and start them); the
+# unit tests, each on its own SQLite files and in-process bus, run on two workers.
+test: install ## unit, contract, integration, reliability and security tests (most need PostgreSQL and RabbitMQ)
+	$(PY) -m pytest tests/integration tests/reliability tests/security
+	$(PY) -m pytest -n 2 tests/unit
 
 test-unit: install
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest -n 2 tests/unit
 
 test-integration: install
 	$(PY) -m pytest tests/integration
