@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from shared.bus.base import (
     DeadLetter,
@@ -29,7 +28,6 @@ class _Subscription:
     handler: DeliveryHandler
     queue: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
-    handling: set[asyncio.Task[Any]] = field(default_factory=set)  # workers with a delivery in hand
 
 
 class InProcessTransport:
@@ -49,22 +47,23 @@ class InProcessTransport:
         self._connected = True
 
     async def close(self, grace_seconds: float = 5.0) -> None:
+        # Publishing fails from here on, so the outboxes keep what they have not handed over yet.
         self._connected = False
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        # Handlers in hand finish, so their transactions commit or roll back as usual rather than being
-        # cancelled midway; idle workers are cancelled. What is still queued is dropped: an in-process bus
-        # ends with its process.
+        # What is queued or in hand is handled before the workers stop: an in-process queue ends with its
+        # process, and a handler cancelled midway would leave its transaction to be unwound by cancellation.
+        # Deliveries waiting out a retry delay are not waited for.
+        drained = asyncio.gather(*(s.queue.join() for s in self._subscriptions.values()))
+        try:
+            await asyncio.wait_for(drained, grace_seconds)
+        except TimeoutError:
+            left = sum(s.queue.qsize() for s in self._subscriptions.values())
+            log.warning("in-process bus closed with %d deliveries unhandled after %ss", left, grace_seconds)
         workers = [w for s in self._subscriptions.values() for w in s.workers]
-        in_hand = {w for s in self._subscriptions.values() for w in s.handling}
         for worker in workers:
-            if worker not in in_hand:
-                worker.cancel()
-        if in_hand:
-            _, late = await asyncio.wait(in_hand, timeout=grace_seconds)
-            for worker in late:
-                worker.cancel()
+            worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         self._subscriptions.clear()
 
@@ -109,20 +108,15 @@ class InProcessTransport:
             subscription.workers.append(task)
 
     async def _work(self, subscription: _Subscription) -> None:
-        worker = asyncio.current_task()
-        assert worker is not None
-        while self._connected:
+        while True:
             delivery = await subscription.queue.get()
-            if not self._connected:
-                return
-            subscription.handling.add(worker)
             try:
                 self._settle(subscription, delivery, await subscription.handler(delivery))
             except Exception as exc:  # a pipeline bug must not kill the worker
                 log.exception("consumer pipeline failed")
                 self._settle(subscription, delivery, Outcome.retry(f"{type(exc).__name__}: {exc}"))
             finally:
-                subscription.handling.discard(worker)
+                subscription.queue.task_done()
 
     def _settle(self, subscription: _Subscription, delivery: Delivery, outcome: Outcome) -> None:
         outcome_kind, reason = outcome.kind, outcome.reason
@@ -136,6 +130,9 @@ class InProcessTransport:
             )
 
     def _retry_later(self, subscription: _Subscription, delivery: Delivery, reason: str) -> None:
+        if not self._connected:  # closing: a retry delay is not waited for
+            log.warning("in-process bus closing: %s not retried (%s)", delivery.message_id, reason)
+            return
         delay = self.retry_delays[delivery.attempt - 1]
         again = replace(
             delivery, attempt=delivery.attempt + 1, headers={**delivery.headers, "x-kefu-last-error": reason}

@@ -112,3 +112,28 @@ async def test_the_in_process_bus_lets_a_handler_in_hand_finish_when_it_closes()
     await started.wait()
     await asyncio.wait_for(bus.close(), 5)
     assert finished.is_set()
+
+
+async def test_the_in_process_bus_handles_what_is_queued_before_it_closes() -> None:
+    bus = InProcessTransport(concurrency=1)
+    await bus.connect()
+    handled: list[str] = []
+
+    async def handler(delivery: Delivery) -> Outcome:
+        await asyncio.sleep(0.05)
+        handled.append(delivery.message_id)
+        return Outcome.handled()
+
+    await bus.consume("warehouse", ["test.#"], handler)
+    ids = [f"e{n}" for n in range(5)]
+    await bus.publish(
+        [
+            OutgoingMessage(
+                id=i, routing_key="test.parcel.shipped.v1", body=b"{}", timestamp=datetime.now(UTC)
+            )
+            for i in ids
+        ]
+    )
+    # The relay marked these sent when the bus took them: dropping them at close would lose them.
+    await asyncio.wait_for(bus.close(), 5)
+    assert handled == ids
