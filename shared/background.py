@@ -19,8 +19,8 @@ class BackgroundLoop:
     connection's thread, and a second cancellation can then leave the task waiting on a result that never
     comes: shutdown hangs. Between passes there is nothing to unwind.
 
-    `body` checks `stopping` before each pass and sleeps on `wake`, which `stop()` sets so that a sleeping
-    loop notices at once.
+    `body` runs `while loop.next_pass():` and sleeps on `wake`, which `stop()` sets so that a sleeping loop
+    notices at once.
     """
 
     def __init__(self, name: str, wake: asyncio.Event, *, grace_seconds: float = 5.0) -> None:
@@ -33,6 +33,12 @@ class BackgroundLoop:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    def next_pass(self) -> bool:
+        """Clear `wake`, then say whether to run another pass. In that order: a wake-up (a commit, or a
+        stop) that lands during the pass still cuts the sleep after it short."""
+        self.wake.clear()
+        return not self._stopping
 
     def start(self, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._stopping = False

@@ -213,10 +213,7 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            self.outbox.wake.clear()
-            if self._loop.stopping:  # after the clear: a stop that lands later still wakes the sleep
-                return
+        while self._loop.next_pass():
             last_pass = loop.time()
             try:
                 published = await self.publish_batch()

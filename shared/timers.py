@@ -344,11 +344,7 @@ class TimerScheduler:
         await self._loop.stop()
 
     async def _run(self) -> None:
-        while True:
-            # Clear before looking, so a commit (or a stop) that lands while we look still wakes the sleep.
-            self.timers.wake.clear()
-            if self._loop.stopping:
-                return
+        while self._loop.next_pass():
             self.timers.sleeping_until = None
             try:
                 await self._drain()

@@ -74,7 +74,7 @@ class WebhookDispatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while not self._loop.stopping:
+        while self._loop.next_pass():
             try:
                 sent = await self.deliver_due()
                 if loop.time() - self._gauges_at > 5:

@@ -79,9 +79,8 @@ async def test_a_sleeping_loop_stops_at_once() -> None:
 
     async def body() -> None:
         nonlocal passes
-        while not background.stopping:
+        while background.next_pass():
             passes += 1
-            wake.clear()
             await asyncio.wait_for(wake.wait(), 3600)
 
     background.start(body)
