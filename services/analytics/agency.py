@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from services.analytics.models import BriefFact, CostFact, EstimateFact, MilestoneFact
+from services.analytics.statistics import rate
 
 R = TypeVar("R", BriefFact, MilestoneFact, EstimateFact, CostFact)
 
@@ -39,10 +40,6 @@ def _hours(values: list[float]) -> dict[str, Any]:
     if not values:
         return {"median_hours": None, "n": 0}
     return {"median_hours": round(statistics.median(values) / 3600, 2), "n": len(values)}
-
-
-def _rate(hits: int, n: int) -> dict[str, Any]:
-    return {"value": round(hits / n, 4) if n else None, "n": n}
 
 
 def _percent(part: Decimal, whole: Decimal) -> float | None:
@@ -73,7 +70,7 @@ def brief_figures(rows: Sequence[BriefFact]) -> dict[str, Any]:
             "mean": round(sum(r.client_rounds for r in presented) / len(presented), 2) if presented else None,
             "n": len(presented),
         },
-        "first_presentation_approval_rate": _rate(first_approved, len(presented)),
+        "first_presentation_approval_rate": rate(first_approved, len(presented)),
     }
 
 
@@ -87,7 +84,7 @@ def milestone_figures(rows: Sequence[MilestoneFact]) -> dict[str, Any]:
         "delivered_late": delivered - on_time,
         "missed": missed,
         "undelivered": len(rows) - delivered,
-        "on_time_rate": _rate(on_time, len(rows)),
+        "on_time_rate": rate(on_time, len(rows)),
     }
 
 

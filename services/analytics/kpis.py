@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.analytics import grouped, rollups, sla_clocks
 from services.analytics.buckets import Grain, bucket_start, bucket_starts, local_midnight, next_bucket
 from services.analytics.models import SlaClock, TicketFact
-from services.analytics.statistics import merged, quantiles, sketch_of
+from services.analytics.statistics import merged, quantiles, rate, sketch_of
 from shared.db import dialect_name
 
 _DONE = ("resolved", "closed")
@@ -85,10 +85,6 @@ class TicketFilters:
                     SlaClock.ticket_id.in_(sa.select(TicketFact.ticket_id).where(column == value))  # type: ignore[attr-defined]
                 )
         return clauses
-
-
-def _rate(numerator: int, n: int) -> dict[str, Any]:
-    return {"value": round(numerator / n, 4) if n else None, "n": n}
 
 
 TIME_KINDS = ("calendar", "business")
@@ -286,7 +282,7 @@ async def ticket_kpis(
                 "first_response": _durations(response_sketches.get(start, {})),
                 "resolution": _durations(resolution_sketches.get(start, {})),
                 "sla_achievement": {
-                    metric: _rate(
+                    metric: rate(
                         counts[f"{metric}:met"], counts[f"{metric}:met"] + counts[f"{metric}:breached"]
                     )
                     for metric in ("first_response", "resolution")
@@ -304,15 +300,15 @@ async def ticket_kpis(
             "backlog_at_end": backlog,
             "first_response": total(response_sketches),
             "resolution": total(resolution_sketches),
-            "reopen_rate": _rate(reopened, fold.resolutions),
-            "one_touch_resolution_rate": _rate(one_touch, touched),
+            "reopen_rate": rate(reopened, fold.resolutions),
+            "one_touch_resolution_rate": rate(one_touch, touched),
         },
         "buckets": buckets,
         "sla": {
             metric: {
                 "met": sla_totals[metric]["met"],
                 "breached": sla_totals[metric]["breached"],
-                "achievement": _rate(
+                "achievement": rate(
                     sla_totals[metric]["met"], sla_totals[metric]["met"] + sla_totals[metric]["breached"]
                 ),
             }
@@ -553,9 +549,9 @@ def _performance(rows: dict[str, dict[str, Any]], label: str) -> list[dict[str, 
                 "resolved": p["resolved"],
                 "first_response_calendar": {**quantiles(p["frt"], (0.5, 0.9)), "n": int(p["frt"].count)},
                 "resolution_calendar": {**quantiles(p["res"], (0.5, 0.9)), "n": int(p["res"].count)},
-                "reopen_rate": _rate(p["reopened"], p["resolutions"]),
-                "one_touch_resolution_rate": _rate(p["one_touch"], p["touched"]),
-                "sla_achievement": _rate(p["met"], p["met"] + p["breached"]),
+                "reopen_rate": rate(p["reopened"], p["resolutions"]),
+                "one_touch_resolution_rate": rate(p["one_touch"], p["touched"]),
+                "sla_achievement": rate(p["met"], p["met"] + p["breached"]),
                 "sla_breaches": p["breached"],
             }
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ddsketch import DDSketch
 
@@ -40,6 +41,11 @@ def bin_sql(column: str) -> str:
 class Interval:
     low: float
     high: float
+
+
+def rate(hits: int, n: int) -> dict[str, Any]:
+    """A share with its `n`, to four places; None when there is nothing to divide by."""
+    return {"value": round(hits / n, 4) if n else None, "n": n}
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> Interval | None:
