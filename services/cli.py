@@ -110,18 +110,23 @@ def _revision(args: argparse.Namespace) -> None:
 
 
 async def _replay(service: str, limit: int | None) -> None:
+    from shared.bus.parking import BUS_FILE
     from shared.runtime import transport_for
 
     settings = ServiceSettings.for_service(service)
-    if not settings.amqp_url:
-        sys.exit("replay-dead-letters needs AMQP_URL: the in-process bus keeps dead letters in memory only")
     transport = transport_for(settings)
     await transport.connect()
     try:
         count = await transport.replay_dead_letters(service, limit)
     finally:
         await transport.close()
-    print(f"{service}: replayed {count} dead letter(s)")
+    if settings.amqp_url:
+        print(f"{service}: replayed {count} dead letter(s)")
+    else:
+        print(
+            f"{service}: {count} dead letter(s) due again in {settings.data_dir / BUS_FILE}; the embedded"
+            " platform delivers them within a second if it is running, or when it next starts"
+        )
 
 
 def openapi_documents() -> dict[str, str]:

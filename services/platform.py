@@ -17,10 +17,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.catalogue import SERVICES
 from shared.app import create_service_app
 from shared.bus.base import Transport
-from shared.bus.memory import InProcessTransport
 from shared.clock import Clock
 from shared.errors import install_problem_handlers, problem_response
-from shared.runtime import Runtime
+from shared.runtime import Runtime, in_process_transport
 from shared.settings import ServiceSettings
 
 DESCRIPTION = """Kefu (客服) is a customer-service platform for companies and advertising agencies.
@@ -110,10 +109,7 @@ def create_platform(
     settings = {name: ServiceSettings.for_service(name, **settings_overrides) for name in SERVICES}
     shared_transport: Transport | None = transport
     if shared_transport is None and not any(s.amqp_url for s in settings.values()):
-        first = next(iter(settings.values()))
-        shared_transport = InProcessTransport(
-            retry_delays_ms=first.retry_delays_ms, concurrency=first.consumer_concurrency
-        )
+        shared_transport = in_process_transport(next(iter(settings.values())))
     apps = {
         name: create_service_app(entry.definition, settings[name], transport=shared_transport, clock=clock)
         for name, entry in SERVICES.items()

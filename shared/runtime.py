@@ -18,6 +18,7 @@ from shared.auth import ApiKey, Authenticator
 from shared.bus.amqp import AmqpTransport
 from shared.bus.base import Transport
 from shared.bus.memory import InProcessTransport
+from shared.bus.parking import BUS_FILE, ParkedDeliveries
 from shared.clock import Clock, SystemClock
 from shared.consumer import EventConsumer, EventHandlers
 from shared.db import Database
@@ -61,8 +62,15 @@ def transport_for(settings: ServiceSettings) -> Transport:
             retry_delays_ms=settings.retry_delays_ms,
             connection_name=f"kefu-{settings.service}",
         )
+    return in_process_transport(settings)
+
+
+def in_process_transport(settings: ServiceSettings) -> InProcessTransport:
+    """The embedded mode's bus, parking retries and dead letters in `bus.db` in the data folder."""
     return InProcessTransport(
-        retry_delays_ms=settings.retry_delays_ms, concurrency=settings.consumer_concurrency
+        retry_delays_ms=settings.retry_delays_ms,
+        concurrency=settings.consumer_concurrency,
+        parking=ParkedDeliveries(settings.data_dir / BUS_FILE),
     )
 
 

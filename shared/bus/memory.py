@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from shared.background import BackgroundLoop
 from shared.bus.base import (
     DeadLetter,
     Delivery,
@@ -16,6 +19,7 @@ from shared.bus.base import (
     OutgoingMessage,
     PublishFailed,
 )
+from shared.bus.parking import ParkedDeliveries
 from shared.bus.topics import topic_matches
 
 log = logging.getLogger("kefu.bus.memory")
@@ -31,30 +35,46 @@ class _Subscription:
 
 
 class InProcessTransport:
-    """One instance is shared by every service in the process, like one broker."""
+    """One instance is shared by every service in the process, like one broker.
+
+    A delivery to be retried, or dead, is parked in `parking` (a SQLite file in the embedded mode) and put
+    back on its queue when due, or when replayed, by the pump: one loop that sleeps until the earliest due
+    delivery, and at most `poll_seconds`, so that a replay made by another process is picked up as well.
+    """
 
     def __init__(
-        self, *, retry_delays_ms: Sequence[int] = (1_000, 10_000, 60_000), concurrency: int = 4
+        self,
+        *,
+        retry_delays_ms: Sequence[int] = (1_000, 10_000, 60_000),
+        concurrency: int = 4,
+        parking: ParkedDeliveries | None = None,
+        poll_seconds: float = 1.0,
     ) -> None:
         self.retry_delays = [ms / 1000 for ms in retry_delays_ms]
         self.concurrency = concurrency
+        self.parking = parking or ParkedDeliveries()
+        self.poll_seconds = poll_seconds
         self._subscriptions: dict[str, _Subscription] = {}
-        self._dead: dict[str, list[DeadLetter]] = {}
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._wake = asyncio.Event()
+        self._pump = BackgroundLoop("kefu-bus-parking", self._wake)
         self._connected = False
 
     async def connect(self) -> None:
+        if self._connected:
+            return
+        await self.parking.open()
         self._connected = True
+        self._pump.start(self._deliver_parked)
 
     async def close(self, grace_seconds: float = 5.0) -> None:
+        if not self._connected:
+            return
         # Publishing fails from here on, so the outboxes keep what they have not handed over yet.
         self._connected = False
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
+        await self._pump.stop()
         # What is queued or in hand is handled before the workers stop: an in-process queue ends with its
         # process, and a handler cancelled midway would leave its transaction to be unwound by cancellation.
-        # Deliveries waiting out a retry delay are not waited for.
+        # What fails meanwhile is parked, to be retried after the next start.
         drained = asyncio.gather(*(s.queue.join() for s in self._subscriptions.values()))
         try:
             await asyncio.wait_for(drained, grace_seconds)
@@ -66,6 +86,7 @@ class InProcessTransport:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         self._subscriptions.clear()
+        await self.parking.close()
 
     @property
     def is_connected(self) -> bool:
@@ -102,7 +123,7 @@ class InProcessTransport:
             raise RuntimeError(f"{service} already consumes")
         subscription = _Subscription(service, tuple(routing_keys), handler)
         self._subscriptions[service] = subscription
-        self._dead.setdefault(service, [])
+        self._wake.set()  # what was parked for it before a restart is due now
         for n in range(self.concurrency):
             task = asyncio.create_task(self._work(subscription), name=f"kefu-{service}-consumer-{n}")
             subscription.workers.append(task)
@@ -111,58 +132,54 @@ class InProcessTransport:
         while True:
             delivery = await subscription.queue.get()
             try:
-                self._settle(subscription, delivery, await subscription.handler(delivery))
-            except Exception as exc:  # a pipeline bug must not kill the worker
-                log.exception("consumer pipeline failed")
-                self._settle(subscription, delivery, Outcome.retry(f"{type(exc).__name__}: {exc}"))
+                try:
+                    outcome = await subscription.handler(delivery)
+                except Exception as exc:  # a pipeline bug must not kill the worker
+                    log.exception("consumer pipeline failed")
+                    outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
+                await self._settle(subscription.service, delivery, outcome)
+            except Exception:
+                log.exception("could not park %s for %s", delivery.message_id, subscription.service)
             finally:
                 subscription.queue.task_done()
 
-    def _settle(self, subscription: _Subscription, delivery: Delivery, outcome: Outcome) -> None:
+    async def _settle(self, service: str, delivery: Delivery, outcome: Outcome) -> None:
         outcome_kind, reason = outcome.kind, outcome.reason
-        if outcome_kind is OutcomeKind.RETRY and delivery.attempt <= len(self.retry_delays):
-            self._retry_later(subscription, delivery, reason)
-        elif outcome_kind in (OutcomeKind.RETRY, OutcomeKind.DEAD):
-            if outcome_kind is OutcomeKind.RETRY:
-                reason = f"gave up after {delivery.attempt} attempts: {reason}"
-            self._dead[subscription.service].append(
-                DeadLetter(delivery.message_id, delivery.routing_key, reason, delivery.attempt, delivery.body)
-            )
-
-    def _retry_later(self, subscription: _Subscription, delivery: Delivery, reason: str) -> None:
-        if not self._connected:  # closing: a retry delay is not waited for
-            log.warning("in-process bus closing: %s not retried (%s)", delivery.message_id, reason)
+        if outcome_kind not in (OutcomeKind.RETRY, OutcomeKind.DEAD):
             return
-        delay = self.retry_delays[delivery.attempt - 1]
-        again = replace(
-            delivery, attempt=delivery.attempt + 1, headers={**delivery.headers, "x-kefu-last-error": reason}
-        )
-        loop = asyncio.get_running_loop()
+        now = time.time()
+        if outcome_kind is OutcomeKind.RETRY and delivery.attempt <= len(self.retry_delays):
+            due_at = now + self.retry_delays[delivery.attempt - 1]
+            again = replace(
+                delivery,
+                attempt=delivery.attempt + 1,
+                headers={**delivery.headers, "x-kefu-last-error": reason},
+            )
+            await self.parking.park(service, again, reason=reason, now=now, due_at=due_at)
+            self._wake.set()  # the pump's sleep may end after this one is due
+            return
+        if outcome_kind is OutcomeKind.RETRY:
+            reason = f"gave up after {delivery.attempt} attempts: {reason}"
+        await self.parking.park(service, delivery, reason=reason, now=now, due_at=None)
 
-        def requeue() -> None:
-            self._timers.discard(timer)
-            subscription.queue.put_nowait(again)
-
-        timer = loop.call_later(delay, requeue)
-        self._timers.add(timer)
+    async def _deliver_parked(self) -> None:
+        while self._pump.next_pass():
+            try:
+                services = list(self._subscriptions)
+                for due in await self.parking.take_due(services, time.time()):
+                    self._subscriptions[due.service].queue.put_nowait(due.delivery)
+                next_due = await self.parking.next_due(services)
+            except Exception:
+                log.exception("in-process bus: parked deliveries could not be read")
+                next_due = None
+            sleep = self.poll_seconds if next_due is None else next_due - time.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, min(sleep, self.poll_seconds)))
 
     async def dead_letters(self, service: str, *, remove: bool = False) -> list[DeadLetter]:
-        letters = list(self._dead.get(service, []))
-        if remove:
-            self._dead[service] = []
-        return letters
+        return await self.parking.dead(service, remove=remove)
 
     async def replay_dead_letters(self, service: str, limit: int | None = None) -> int:
-        letters = self._dead.get(service, [])
-        subscription = self._subscriptions.get(service)
-        if subscription is None:
-            return 0
-        count = len(letters) if limit is None else min(limit, len(letters))
-        for letter in letters[:count]:
-            subscription.queue.put_nowait(
-                Delivery(
-                    letter.body, letter.routing_key, {}, "application/cloudevents+json", letter.message_id
-                )
-            )
-        self._dead[service] = letters[count:]
+        count = await self.parking.revive(service, now=time.time(), limit=limit)
+        self._wake.set()
         return count
