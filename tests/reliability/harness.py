@@ -31,6 +31,7 @@ from shared.auth import issue_token
 from shared.bus.amqp import AmqpTransport
 from shared.settings import ServiceSettings
 from tests.integration.conftest import Broker
+from tests.integration.proxy import CuttableProxy
 
 log = logging.getLogger("kefu.reliability")
 
@@ -407,6 +408,36 @@ async def settle(
             raise AssertionError(f"not consistent after {timeout}s: {result}")
         log.info("settling: %s", result.summary())
         await asyncio.sleep(1)
+
+
+@dataclass(frozen=True)
+class DuringPartition:
+    """What got through while a link was partitioned."""
+
+    contacts_accepted: int
+    tickets_opened: int
+    client_failures: int
+
+
+async def partition_for(
+    platform: Distributed, load: ContactLoad, proxy: CuttableProxy, seconds: float
+) -> DuringPartition:
+    """Partition `proxy` for `seconds` under `load`, heal it, and count what got through meanwhile.
+
+    Tickets are counted straight from PostgreSQL, not through any proxy."""
+    tickets_before = await platform.scalar("tickets", "SELECT count(*) FROM tickets")
+    accepted_before = len(load.accepted)
+    failures_before = sum(load.failures.values())
+    proxy.partition()
+    try:
+        await asyncio.sleep(seconds)
+        return DuringPartition(
+            contacts_accepted=len(load.accepted) - accepted_before,
+            tickets_opened=await platform.scalar("tickets", "SELECT count(*) FROM tickets") - tickets_before,
+            client_failures=sum(load.failures.values()) - failures_before,
+        )
+    finally:
+        proxy.heal()
 
 
 async def record_report(name: str, report: dict[str, Any]) -> None:

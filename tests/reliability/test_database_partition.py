@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.integration.proxy import CuttableProxy
-from tests.reliability.harness import record_report, settle
+from tests.reliability.harness import partition_for, record_report, settle
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -46,18 +46,7 @@ async def test_intake_and_tickets_partitioned_from_postgresql_mid_load(
     )
     load = platform.load(RATE)
     await asyncio.sleep(3)
-    tickets_before = await platform.scalar("tickets", "SELECT count(*) FROM tickets")
-    accepted_before = len(load.accepted)
-    failures_before = sum(load.failures.values())
-    proxy.partition()
-    try:
-        await asyncio.sleep(PARTITION_SECONDS)
-        # Read directly, not through the proxy: what the partitioned services managed meanwhile.
-        tickets_during = await platform.scalar("tickets", "SELECT count(*) FROM tickets") - tickets_before
-        accepted_during = len(load.accepted) - accepted_before
-        failed_during = sum(load.failures.values()) - failures_before
-    finally:
-        proxy.heal()
+    during = await partition_for(platform, load, proxy, PARTITION_SECONDS)
     await asyncio.sleep(5)
     await load.stop()
 
@@ -65,7 +54,7 @@ async def test_intake_and_tickets_partitioned_from_postgresql_mid_load(
 
     assert result.clean
     # The partition was felt: clients met timeouts or 503s while it lasted, and were not answered 500.
-    assert failed_during > 0, dict(load.failures)
+    assert during.client_failures > 0, dict(load.failures)
     assert "HTTP 500" not in load.failures, dict(load.failures)
     await record_report(
         "database-partitioned",
@@ -73,8 +62,9 @@ async def test_intake_and_tickets_partitioned_from_postgresql_mid_load(
             "what": f"intake's and tickets' links to PostgreSQL silently dropped for {PARTITION_SECONDS} s "
             "under load (sockets left open), then healed",
             "rate_per_s": RATE,
-            "contacts_accepted_during_partition": accepted_during,
-            "tickets_opened_during_partition": tickets_during,
+            "contacts_accepted_during_partition": during.contacts_accepted,
+            "tickets_opened_during_partition": during.tickets_opened,
+            "client_failures_during_partition": during.client_failures,
             "client_retries": dict(load.failures),
             **result.summary(),
         },

@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.conftest import Broker
 from tests.integration.proxy import CuttableProxy
-from tests.reliability.harness import record_report, settle
+from tests.reliability.harness import partition_for, record_report, settle
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -45,15 +45,7 @@ async def test_tickets_partitioned_from_rabbitmq_mid_load(
     platform = await distributed(tickets={"AMQP_URL": through_proxy})
     load = platform.load(RATE)
     await asyncio.sleep(3)
-    tickets_before = await platform.scalar("tickets", "SELECT count(*) FROM tickets")
-    accepted_before = len(load.accepted)
-    proxy.partition()
-    try:
-        await asyncio.sleep(PARTITION_SECONDS)
-        tickets_during = await platform.scalar("tickets", "SELECT count(*) FROM tickets") - tickets_before
-        accepted_during = len(load.accepted) - accepted_before
-    finally:
-        proxy.heal()
+    during = await partition_for(platform, load, proxy, PARTITION_SECONDS)
     await asyncio.sleep(5)
     await load.stop()
 
@@ -61,7 +53,7 @@ async def test_tickets_partitioned_from_rabbitmq_mid_load(
 
     assert result.clean
     # Intake, on the other side of no partition, kept taking contacts; they waited in tickets' queue.
-    assert accepted_during > 0
+    assert during.contacts_accepted > 0
     assert "HTTP 500" not in load.failures, dict(load.failures)
     await record_report(
         "tickets-partitioned",
@@ -69,8 +61,8 @@ async def test_tickets_partitioned_from_rabbitmq_mid_load(
             "what": f"tickets' link to RabbitMQ silently dropped for {PARTITION_SECONDS} s under load "
             f"(sockets left open; heartbeat {HEARTBEAT_SECONDS} s), then healed",
             "rate_per_s": RATE,
-            "contacts_accepted_during_partition": accepted_during,
-            "tickets_opened_during_partition": tickets_during,
+            "contacts_accepted_during_partition": during.contacts_accepted,
+            "tickets_opened_during_partition": during.tickets_opened,
             "client_retries": dict(load.failures),
             **result.summary(),
         },
