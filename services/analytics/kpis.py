@@ -222,11 +222,14 @@ async def ticket_kpis(
     include: Iterable[str] = (),
     in_database: bool | None = None,
     use_rollups: bool = True,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The ticket KPIs for [since, until), bucketed by `grain` in `tz`; `include` adds breakdowns.
 
     The headline report reads the rollups where they serve it (`_fold_rollups`), else the facts;
-    `use_rollups=False` always reads the facts (tests compare the two).
+    `use_rollups=False` always reads the facts (tests compare the two). `now` is the moment of the
+    report, if the caller knows it: nothing is recorded later, so a window that ends at or after it
+    reads the bucket in progress from its rollup row.
     """
     extra = set(include)
     if unknown := extra - set(BREAKDOWNS):
@@ -246,6 +249,7 @@ async def ticket_kpis(
         extra=extra,
         in_database=in_database,
         use_rollups=use_rollups,
+        now=now,
     )
     # Two counts, each a range of its own index, rather than one pass over every fact of the filters.
     created_before = (
@@ -342,6 +346,7 @@ async def _fill(
     extra: set[str],
     in_database: bool,
     use_rollups: bool,
+    now: datetime | None,
 ) -> None:
     """Fold the window's facts and SLA clocks: from rollups and grouped scans, or row by row."""
     where, on_sla = filters.on_facts(), filters.on_sla()
@@ -364,7 +369,8 @@ async def _fill(
         return
     scan = partial(_scan_headline, session, fold, where=where, on_sla=counted, starts=starts, edges=edges)
     if not (
-        use_rollups and await _fold_rollups(session, fold, scan, since, until, filters, sla=not clocks_by_row)
+        use_rollups
+        and await _fold_rollups(session, fold, scan, since, until, filters, sla=not clocks_by_row, now=now)
     ):
         await scan(since=since, until=until)
 
@@ -416,6 +422,7 @@ async def _fold_rollups(
     filters: TicketFilters,
     *,
     sla: bool,
+    now: datetime | None = None,
 ) -> bool:
     """The headline from the rollups, if they serve the report; False (nothing folded) if not.
 
@@ -436,6 +443,11 @@ async def _fold_rollups(
             if local_midnight(first, tz) < start:
                 first = next_bucket(first, grain)
             end = bucket_start(stop, grain, tz)
+            if now is not None and stop >= now:
+                # Nothing is recorded after `now`, so the bucket in progress holds only what the window
+                # does: its rollup row serves, and the day's facts are not scanned, however many they are
+                # (a dashboard's window ends now, and that scan grew with every ticket of the day).
+                end = next_bucket(end, grain)
             if first >= end:  # no whole bucket of this grain in there
                 rest.append((start, stop))
                 continue

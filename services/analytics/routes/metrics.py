@@ -130,7 +130,8 @@ async def tickets(
     The breakdowns per agent, per group, of breaches by dimension and of complaint categories cost more
     and are added only when named in `include`.
     """
-    start, end = window(since, until, clock.now())
+    now = clock.now()
+    start, end = window(since, until, now)
     breakdowns = _breakdowns(include)
     filters = TicketFilters(kind, priority, channel, group, agent, policy, category, customer_tier)
     figures = await ticket_kpis(
@@ -141,6 +142,7 @@ async def tickets(
         tz=zone(tz),
         filters=filters,
         include=breakdowns,
+        now=now,
     )
     settings = analytics_settings()
     hours = ", ".join(f"{a}–{b}" for a, b in settings.business_hours)

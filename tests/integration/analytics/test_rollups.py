@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import datetime, timedelta
+import uuid
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,14 +17,14 @@ from services.analytics import grouped, rollups
 from services.analytics.buckets import Grain
 from services.analytics.handlers import reporting_calendar
 from services.analytics.kpis import TicketFilters, ticket_kpis
-from services.analytics.models import TicketRollup
+from services.analytics.models import SlaClock, TicketFact, TicketRollup
 from services.analytics.projector import Item, project
 from services.analytics.rebuild import rebuild
 from shared.bus.base import OutcomeKind
 from shared.events import registry
 from tests.integration.analytics.test_grouped_kpis import tickets
 from tests.unit.analytics.conftest import START
-from tests.unit.analytics.events import delivery
+from tests.unit.analytics.events import delivery, lifecycle
 
 H = timedelta(hours=1)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -77,10 +78,12 @@ async def backfilled_rows(app: FastAPI) -> list[tuple[Any, ...]]:
     return await kept_rows(app)
 
 
-async def deliver_shuffled_twice(app: FastAPI, events: list[tuple[str, dict[str, Any]]]) -> None:
+async def deliver_shuffled_twice(
+    app: FastAPI, events: list[tuple[str, dict[str, Any]]], ids: str = "ev"
+) -> None:
     """Every event twice under its id, in shuffled order and concurrently, so batches mix and split."""
     consumer = app.state.runtime.consumer
-    numbered = [(f"ev-{i}", t, d) for i, (t, d) in enumerate(events)] * 2
+    numbered = [(f"{ids}-{i}", t, d) for i, (t, d) in enumerate(events)] * 2
     random.Random(11).shuffle(numbered)
     outcomes = await asyncio.gather(*(consumer(delivery(t, d, event_id=i)) for i, t, d in numbered))
     assert {o.kind for o in outcomes} == {OutcomeKind.HANDLED, OutcomeKind.DUPLICATE}
@@ -124,6 +127,64 @@ async def test_a_report_in_whole_buckets_reads_no_facts(
             session, since=since, until=until, grain=grain, tz=SHANGHAI, filters=filters
         )
     assert report == expected and report["totals"]["created"] > 0
+
+
+async def test_a_window_ending_now_reads_the_day_in_progress_from_its_rollup(
+    analytics_app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await deliver_shuffled_twice(analytics_app, tickets(60))
+    async with analytics_app.state.runtime.db.transaction() as session:
+        latest = max(
+            (
+                await session.execute(
+                    sa.select(
+                        sa.func.max(TicketFact.created_at),
+                        sa.func.max(TicketFact.resolved_at),
+                        sa.func.max(SlaClock.occurred_at),
+                    )
+                )
+            ).one()
+        )
+    # A report made at 03:00 on the day after the last thing recorded, with three tickets opened and
+    # resolved that morning: the day in progress has something in it, and nothing is later than now.
+    today = latest.astimezone(SHANGHAI).date() + timedelta(days=1)
+    now = datetime.combine(today, time(3), SHANGHAI)
+    morning = []
+    for n in range(3):
+        opened = now - 2 * H + timedelta(minutes=n)
+        morning += lifecycle(
+            uuid.uuid4(), opened, responded_at=opened + 10 * timedelta(minutes=1), resolved_at=now - H
+        )
+    await deliver_shuffled_twice(analytics_app, morning, ids="morning")
+    since = datetime.combine(now.astimezone(SHANGHAI).date() - timedelta(days=5), time(), SHANGHAI)
+
+    async def report(**options: Any) -> dict[str, Any]:
+        async with analytics_app.state.runtime.db.transaction() as session:
+            return await ticket_kpis(
+                session,
+                since=since,
+                until=now,
+                grain=Grain.DAY,
+                tz=SHANGHAI,
+                filters=TicketFilters(),
+                **options,
+            )
+
+    from_facts = await report(use_rollups=False)
+
+    async def no_scan(*_: Any, **__: Any) -> None:
+        raise AssertionError("the facts were scanned")
+
+    monkeypatch.setattr(grouped, "fold_headline", no_scan)
+    with pytest.raises(AssertionError, match="scanned"):
+        await report()  # without `now`, the day in progress is a partial bucket, scanned
+    assert await report(now=now) == from_facts
+    in_progress = from_facts["buckets"][-1]
+    assert (in_progress["start"], in_progress["created"], in_progress["resolved"]) == (
+        now.replace(hour=0).isoformat(),
+        3,
+        3,
+    )
 
 
 async def test_a_zone_without_rollups_is_scanned(analytics_app: FastAPI) -> None:
