@@ -138,9 +138,9 @@ async def test_a_window_ending_now_reads_the_day_in_progress_from_its_rollup(
             (
                 await session.execute(
                     sa.select(
-                        sa.func.max(TicketFact.created_at),
-                        sa.func.max(TicketFact.resolved_at),
-                        sa.func.max(SlaClock.occurred_at),
+                        sa.select(sa.func.max(TicketFact.created_at)).scalar_subquery(),
+                        sa.select(sa.func.max(TicketFact.resolved_at)).scalar_subquery(),
+                        sa.select(sa.func.max(SlaClock.occurred_at)).scalar_subquery(),
                     )
                 )
             ).one()
