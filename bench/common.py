@@ -245,6 +245,14 @@ def cancel_on_sigterm() -> None:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
 
 
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a sampling or maintenance task and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def wait_until(predicate: Any, *, timeout: float, interval: float = 0.05) -> bool:
     """Poll `predicate()` until true or `timeout` seconds pass; returns whether it became true."""
     deadline = time.monotonic() + timeout

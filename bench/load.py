@@ -75,6 +75,7 @@ from bench.common import (
     save_result,
     scratch_database,
     server_settings,
+    stop_task,
     unique_suffix,
 )
 from services.catalogue import SERVICES
@@ -506,10 +507,7 @@ class QueueWatch:
         self.max_total, self.samples = 0, []
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         started = time.monotonic()
@@ -551,10 +549,7 @@ class Maintenance:
         return True
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         while True:

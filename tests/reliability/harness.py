@@ -419,25 +419,31 @@ class DuringPartition:
     client_failures: int
 
 
-async def partition_for(
-    platform: Distributed, load: ContactLoad, proxy: CuttableProxy, seconds: float
-) -> DuringPartition:
-    """Partition `proxy` for `seconds` under `load`, heal it, and count what got through meanwhile.
+async def partitioned_run(
+    platform: Distributed, proxy: CuttableProxy, *, rate: float, seconds: float
+) -> tuple[DuringPartition, ContactLoad, Audit]:
+    """Load at `rate`; 3 s in, partition `proxy` for `seconds` and heal it; finish the load and settle.
 
-    Tickets are counted straight from PostgreSQL, not through any proxy."""
+    What got through meanwhile is counted with tickets read straight from PostgreSQL, not through any
+    proxy."""
+    load = platform.load(rate)
+    await asyncio.sleep(3)
     tickets_before = await platform.scalar("tickets", "SELECT count(*) FROM tickets")
     accepted_before = len(load.accepted)
     failures_before = sum(load.failures.values())
     proxy.partition()
     try:
         await asyncio.sleep(seconds)
-        return DuringPartition(
+        during = DuringPartition(
             contacts_accepted=len(load.accepted) - accepted_before,
             tickets_opened=await platform.scalar("tickets", "SELECT count(*) FROM tickets") - tickets_before,
             client_failures=sum(load.failures.values()) - failures_before,
         )
     finally:
         proxy.heal()
+    await asyncio.sleep(5)
+    await load.stop()
+    return during, load, await settle(platform, load, timeout=180)
 
 
 async def record_report(name: str, report: dict[str, Any]) -> None:

@@ -8,14 +8,13 @@ hold its deliveries unacknowledged; and after the partition heals nothing may be
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.integration.proxy import CuttableProxy
-from tests.reliability.harness import partition_for, record_report, settle
+from tests.reliability.harness import partitioned_run, record_report
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -44,13 +43,7 @@ async def test_intake_and_tickets_partitioned_from_postgresql_mid_load(
     platform = await distributed(
         **{name: {f"{name.upper()}_DATABASE_URL": through_proxy(databases[name])} for name in PARTITIONED}
     )
-    load = platform.load(RATE)
-    await asyncio.sleep(3)
-    during = await partition_for(platform, load, proxy, PARTITION_SECONDS)
-    await asyncio.sleep(5)
-    await load.stop()
-
-    result = await settle(platform, load, timeout=180)
+    during, load, result = await partitioned_run(platform, proxy, rate=RATE, seconds=PARTITION_SECONDS)
 
     assert result.clean
     # The partition was felt: clients met timeouts or 503s while it lasted, and were not answered 500.

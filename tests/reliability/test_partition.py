@@ -7,7 +7,6 @@ stay in its outbox, and after the partition heals nothing may be lost or done tw
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -15,7 +14,7 @@ import pytest
 
 from tests.integration.conftest import Broker
 from tests.integration.proxy import CuttableProxy
-from tests.reliability.harness import partition_for, record_report, settle
+from tests.reliability.harness import partitioned_run, record_report
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -43,13 +42,7 @@ async def test_tickets_partitioned_from_rabbitmq_mid_load(
         query=f"heartbeat={HEARTBEAT_SECONDS}",
     ).geturl()
     platform = await distributed(tickets={"AMQP_URL": through_proxy})
-    load = platform.load(RATE)
-    await asyncio.sleep(3)
-    during = await partition_for(platform, load, proxy, PARTITION_SECONDS)
-    await asyncio.sleep(5)
-    await load.stop()
-
-    result = await settle(platform, load, timeout=180)
+    during, load, result = await partitioned_run(platform, proxy, rate=RATE, seconds=PARTITION_SECONDS)
 
     assert result.clean
     # Intake, on the other side of no partition, kept taking contacts; they waited in tickets' queue.
