@@ -165,10 +165,9 @@ class InProcessTransport:
     async def _deliver_parked(self) -> None:
         while self._pump.next_pass():
             try:
-                services = list(self._subscriptions)
-                for due in await self.parking.take_due(services, time.time()):
+                taken, next_due = await self.parking.take_due(list(self._subscriptions), time.time())
+                for due in taken:
                     self._subscriptions[due.service].queue.put_nowait(due.delivery)
-                next_due = await self.parking.next_due(services)
             except Exception:
                 log.exception("in-process bus: parked deliveries could not be read")
                 next_due = None

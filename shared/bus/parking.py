@@ -104,10 +104,14 @@ class ParkedDeliveries:
                 )
             )
 
-    async def take_due(self, services: Sequence[str], now: float, limit: int = 200) -> list[Due]:
-        """Remove and return the deliveries of `services` whose time has come, earliest first."""
+    async def take_due(
+        self, services: Sequence[str], now: float, limit: int = 200
+    ) -> tuple[list[Due], float | None]:
+        """Remove and return the deliveries of `services` whose time has come, earliest first, and when the
+        earliest one left falls due (None: none is waiting), in one transaction: the pump runs this on
+        every pass, idle or not."""
         if not services:
-            return []
+            return [], None
         async with self._transaction() as session:
             rows = (
                 await session.execute(
@@ -119,21 +123,16 @@ class ParkedDeliveries:
             ).all()
             if rows:
                 await session.execute(parked.delete().where(parked.c.id.in_([r.id for r in rows])))
-        return [
+            query = sa.select(sa.func.min(parked.c.due_at)).where(parked.c.service.in_(services))
+            next_due = (await session.execute(query)).scalar_one()
+        due = [
             Due(
                 r.service,
                 Delivery(r.body, r.routing_key, r.headers, r.content_type, r.message_id, r.attempt),
             )
             for r in rows
         ]
-
-    async def next_due(self, services: Sequence[str]) -> float | None:
-        if not services:
-            return None
-        async with self._transaction() as session:
-            query = sa.select(sa.func.min(parked.c.due_at)).where(parked.c.service.in_(services))
-            value = (await session.execute(query)).scalar_one()
-        return None if value is None else float(value)
+        return due, None if next_due is None else float(next_due)
 
     async def dead(self, service: str, *, remove: bool = False) -> list[DeadLetter]:
         async with self._transaction() as session:
